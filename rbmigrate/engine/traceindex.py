@@ -1,0 +1,286 @@
+"""Pass 1 of every run: what each memory says about its trace, kept on disk.
+
+Traces are rebuilt from all their memories, which may sit anywhere in the store, so a
+first pass over metadata (cheap: no vectors) records one observation per memory in an
+SQLite file in the run directory, and the traces are then built from it in trace order.
+The same file answers "is this memory id already taken?" (duplicates across collections
+or case variants of one UUID) and "does this parent exist in the source?". Memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from rbmigrate.records.hashing import canonical_json, trace_hash
+from rbmigrate.records.model import Issue, TraceObservation, TraceRow
+from rbmigrate.records.normalize import RuleContext
+from rbmigrate.records.traces import build_trace
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS obs (
+    trace_id TEXT NOT NULL, collection TEXT NOT NULL, source_id TEXT NOT NULL, position INTEGER,
+    raw_trace_id TEXT, synthetic INTEGER, task TEXT, outcome TEXT, ts TEXT, workspace TEXT);
+CREATE TABLE IF NOT EXISTS memories (
+    id TEXT PRIMARY KEY, collection TEXT NOT NULL, source_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS duplicates (
+    collection TEXT, source_id TEXT, id TEXT, first_collection TEXT, first_source_id TEXT,
+    PRIMARY KEY (collection, source_id));
+CREATE TABLE IF NOT EXISTS traces (
+    id TEXT PRIMARY KEY, hash TEXT, ts TEXT, row TEXT, warnings TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scanned (collection TEXT PRIMARY KEY, records INTEGER);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def trace_to_json(row: TraceRow) -> str:
+    return canonical_json(
+        {
+            "id": row.id,
+            "task": row.task,
+            "trajectory": row.trajectory,
+            "outcome": row.outcome,
+            "metadata": row.metadata,
+            "parent_trace_id": row.parent_trace_id,
+            "timestamp": row.timestamp,
+            "num_memories": row.num_memories,
+            "workspace_id": row.workspace_id,
+            "source_id": row.source_id,
+            "source_hash": row.source_hash,
+        }
+    ).decode("utf-8")
+
+
+def trace_from_json(text: str) -> TraceRow:
+    d = json.loads(text)
+    return TraceRow(
+        id=UUID(d["id"]),
+        task=d["task"],
+        trajectory=d["trajectory"],
+        outcome=d["outcome"],
+        metadata=d["metadata"],
+        parent_trace_id=UUID(d["parent_trace_id"]) if d["parent_trace_id"] else None,
+        timestamp=datetime.fromisoformat(d["timestamp"]),
+        num_memories=d["num_memories"],
+        workspace_id=d["workspace_id"],
+        source_id=d["source_id"],
+        source_hash=d["source_hash"],
+    )
+
+
+class TraceIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.executescript(SCHEMA)
+        self._time_cache: dict[UUID, datetime | None] = {}
+
+    # --- pass 1 --------------------------------------------------------------------------
+    def is_scanned(self, collection: str) -> bool:
+        return (
+            self.db.execute("SELECT 1 FROM scanned WHERE collection = ?", (collection,)).fetchone()
+            is not None
+        )
+
+    def reset_collection(self, collection: str) -> None:
+        self.db.execute("DELETE FROM obs WHERE collection = ?", (collection,))
+        self.db.execute("DELETE FROM memories WHERE collection = ?", (collection,))
+        self.db.execute("DELETE FROM duplicates WHERE collection = ?", (collection,))
+        self.db.execute("DELETE FROM state WHERE key = 'traces_built'")
+
+    def add(self, observations: Iterable[tuple[TraceObservation, UUID]]) -> None:
+        """Record observations with their memory ids; a taken id marks a duplicate."""
+        items = list(observations)
+        self.db.executemany(
+            "INSERT INTO obs VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    str(o.trace_id),
+                    o.collection,
+                    o.source_id,
+                    o.position,
+                    o.raw_trace_id,
+                    int(o.synthetic),
+                    o.task,
+                    o.outcome,
+                    _ts(o.timestamp),
+                    o.workspace_id,
+                )
+                for o, _ in items
+            ],
+        )
+        for o, mid in items:
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO memories VALUES (?, ?, ?)",
+                (str(mid), o.collection, o.source_id),
+            )
+            if cur.rowcount == 0:
+                first = self.db.execute(
+                    "SELECT collection, source_id FROM memories WHERE id = ?", (str(mid),)
+                ).fetchone()
+                if first != (o.collection, o.source_id):
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?, ?, ?)",
+                        (o.collection, o.source_id, str(mid), first[0], first[1]),
+                    )
+
+    def mark_scanned(self, collection: str, records: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO scanned VALUES (?, ?)", (collection, records))
+        self.db.commit()
+
+    # --- traces -----------------------------------------------------------------------
+    def _grouped(self) -> Iterator[tuple[UUID, list[TraceObservation]]]:
+        cursor = self.db.execute(
+            "SELECT trace_id, collection, source_id, position, raw_trace_id, synthetic, task, outcome,"
+            " ts, workspace FROM obs ORDER BY trace_id"
+        )
+        current: str | None = None
+        group: list[TraceObservation] = []
+        for tid, coll, sid, pos, raw, syn, task, outcome, ts, ws in cursor:
+            if tid != current and group and current is not None:
+                yield UUID(current), group
+                group = []
+            current = tid
+            group.append(
+                TraceObservation(
+                    trace_id=UUID(tid),
+                    raw_trace_id=raw,
+                    synthetic=bool(syn),
+                    task=task or "",
+                    outcome=outcome,
+                    timestamp=datetime.fromisoformat(ts) if ts else None,
+                    workspace_id=ws,
+                    collection=coll,
+                    source_id=sid,
+                    position=pos,
+                )
+            )
+        if group and current is not None:
+            yield UUID(current), group
+
+    def build_traces(
+        self,
+        ctx: RuleContext,
+        model_name: str,
+        legacy: dict[UUID, dict[str, Any]],
+    ) -> dict[str, int]:
+        """Build every trace row once; returns warning counts by code."""
+        if self.db.execute("SELECT 1 FROM state WHERE key = 'traces_built'").fetchone():
+            row = self.db.execute("SELECT value FROM state WHERE key = 'trace_warnings'").fetchone()
+            stored: dict[str, int] = json.loads(row[0]) if row else {}
+            return stored
+        self.db.execute("DELETE FROM traces")
+        warnings: dict[str, int] = {}
+        seen: set[UUID] = set()
+        batch: list[tuple[str, str, str, str, str]] = []
+
+        def keep(row: TraceRow | None) -> None:
+            if row is None:
+                return
+            row.source_hash = trace_hash(row, model_name)
+            for w in row.warnings:
+                warnings[w.code] = warnings.get(w.code, 0) + 1
+            batch.append(
+                (
+                    str(row.id),
+                    row.source_hash,
+                    row.timestamp.isoformat(),
+                    trace_to_json(row),
+                    json.dumps([[w.code, w.message] for w in row.warnings]),
+                )
+            )
+            if len(batch) >= 5000:
+                self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?)", batch)
+                batch.clear()
+
+        for tid, group in self._grouped():
+            if tid in legacy:
+                seen.add(tid)
+            keep(build_trace(tid, group, legacy.get(tid), ctx))
+        for tid, trace in legacy.items():
+            if tid not in seen and self._legacy_selected(trace, ctx):
+                keep(build_trace(tid, [], trace, ctx))
+        self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?)", batch)
+        self.db.execute(
+            "INSERT OR REPLACE INTO state VALUES ('trace_warnings', ?)", (json.dumps(warnings),)
+        )
+        self.db.execute("INSERT OR REPLACE INTO state VALUES ('traces_built', '1')")
+        self.db.commit()
+        return warnings
+
+    @staticmethod
+    def _legacy_selected(trace: dict[str, Any], ctx: RuleContext) -> bool:
+        if ctx.workspaces is None:
+            return True
+        meta = trace.get("metadata") if isinstance(trace.get("metadata"), dict) else {}
+        ws = (meta or {}).get("workspace_id") or ""
+        return str(ws) in ctx.workspaces
+
+    def trace_time(self, trace_id: UUID) -> datetime | None:
+        if trace_id not in self._time_cache:
+            if len(self._time_cache) > 50000:
+                self._time_cache.clear()
+            row = self.db.execute("SELECT ts FROM traces WHERE id = ?", (str(trace_id),)).fetchone()
+            self._time_cache[trace_id] = datetime.fromisoformat(row[0]) if row else None
+        return self._time_cache[trace_id]
+
+    def traces(self, ids: Iterable[UUID]) -> dict[UUID, TraceRow]:
+        keys = [str(i) for i in ids]
+        out: dict[UUID, TraceRow] = {}
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for tid, text, warn in self.db.execute(
+                f"SELECT id, row, warnings FROM traces WHERE id IN ({marks})", chunk
+            ):
+                row = trace_from_json(text)
+                row.warnings = [Issue(c, m) for c, m in json.loads(warn)]
+                out[UUID(tid)] = row
+        return out
+
+    def iter_traces(self, page: int = 2000) -> Iterator[list[TraceRow]]:
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT id, row FROM traces WHERE id > ? ORDER BY id LIMIT ?", (last, page)
+            ).fetchall()
+            if not rows:
+                return
+            yield [trace_from_json(r[1]) for r in rows]
+            last = rows[-1][0]
+
+    def trace_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM traces").fetchone()[0])
+
+    def duplicate_of(self, collection: str, source_id: str) -> tuple[str, str] | None:
+        row = self.db.execute(
+            "SELECT first_collection, first_source_id FROM duplicates WHERE collection = ? AND source_id = ?",
+            (collection, source_id),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def known_memories(self, ids: Iterable[UUID]) -> set[UUID]:
+        keys = [str(i) for i in ids]
+        found: set[UUID] = set()
+        for start in range(0, len(keys), 900):
+            chunk = keys[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                UUID(r[0])
+                for r in self.db.execute(f"SELECT id FROM memories WHERE id IN ({marks})", chunk)
+            )
+        return found
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,54 @@
+"""Make text and JSON storable in PostgreSQL: no U+0000, no lone surrogates, no NaN.
+
+Pure functions; each reports which rule fired through the `found` set so the caller can
+attach warnings without the cleaners knowing about records.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from rbmigrate.records.codes import Warn
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_JSON_DEPTH = 128
+
+
+class JsonTooDeep(ValueError):
+    pass
+
+
+def clean_text(value: str, found: set[str]) -> str:
+    if "\x00" in value:
+        found.add(Warn.NUL_REMOVED)
+        value = value.replace("\x00", "")
+    if _SURROGATE.search(value):
+        found.add(Warn.LONE_SURROGATE)
+        value = _SURROGATE.sub("\ufffd", value)
+    return value
+
+
+def clean_json(value: Any, found: set[str], depth: int = 0) -> Any:
+    """A copy of a JSON-like value that jsonb accepts; raises JsonTooDeep past 128 levels."""
+    if depth > MAX_JSON_DEPTH:
+        raise JsonTooDeep(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        return clean_text(value, found)
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        found.add(Warn.NON_FINITE_JSON)
+        return None
+    if isinstance(value, dict):
+        return {
+            clean_text(str(k), found): clean_json(v, found, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [clean_json(v, found, depth + 1) for v in value]
+    # anything else (bytes, numpy scalars...) becomes its string form
+    found.add(Warn.COERCED_FIELD)
+    return clean_text(str(value), found)

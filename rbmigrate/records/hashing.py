@@ -1,0 +1,95 @@
+"""source_hash: sha256 of the canonical normalized row plus the float32 bytes of the vector.
+
+Plan, incremental re-runs and verify all compare these; change the canonical form only
+with a new version prefix, or every row of every user's target would look changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from rbmigrate.records.model import MemoryRow, TraceRow
+
+VERSION = b"rbm1"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value,
+        default=_default,
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode("utf-8")
+
+
+def vector_bytes(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype="<f4").tobytes()
+
+
+def memory_hash(row: MemoryRow, model_name: str = "") -> str:
+    """Hash of everything the target stores for this memory. A row that will be re-embedded
+    hashes the model's name instead of a vector, so a plan can classify it without a model."""
+    fields = {
+        "id": row.id,
+        "trace_id": row.trace_id,
+        "title": row.title,
+        "description": row.description,
+        "content": row.content,
+        "error_context": row.error_context,
+        "pattern_tags": row.pattern_tags,
+        "difficulty_level": row.difficulty_level,
+        "domain_category": row.domain_category,
+        "parent_ref": row.parent_ref,
+        "evolution_stage": row.evolution_stage,
+        "workspace_id": row.workspace_id,
+        "created_at": row.created_at,
+        "source_id": row.source_id,
+        "source_collection": row.source_collection,
+        "metadata": row.metadata,
+    }
+    h = hashlib.sha256(VERSION)
+    h.update(b"\nmemory\n")
+    h.update(canonical_json(fields))
+    h.update(b"\n")
+    if row.needs_embedding or row.embedding is None:
+        h.update(b"reembed:" + model_name.encode("utf-8"))
+    else:
+        h.update(vector_bytes(row.embedding))
+    return h.hexdigest()
+
+
+def trace_hash(row: TraceRow, model_name: str) -> str:
+    """The task embedding is derived from the task with `model_name`; hash those instead."""
+    fields = {
+        "id": row.id,
+        "task": row.task,
+        "trajectory": row.trajectory,
+        "outcome": row.outcome,
+        "metadata": row.metadata,
+        "parent_trace_id": row.parent_trace_id,
+        "timestamp": row.timestamp,
+        "num_memories": row.num_memories,
+        "workspace_id": row.workspace_id,
+        "source_id": row.source_id,
+        "model": model_name,
+    }
+    h = hashlib.sha256(VERSION)
+    h.update(b"\ntrace\n")
+    h.update(canonical_json(fields))
+    return h.hexdigest()

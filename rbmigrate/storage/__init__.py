@@ -1,0 +1,1 @@
+"""Storage backends for a ReasoningBank server: Chroma, Supabase, and dual-write."""

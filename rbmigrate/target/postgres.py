@@ -1,0 +1,118 @@
+"""Read-side queries against the target over a direct PostgreSQL connection.
+
+Everything here reads; the plan uses only this, so a dry run cannot write to the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from rbmigrate.target.connection import ResolvedTarget, connect
+from rbmigrate.target.schema import SchemaStatus, inspect_schema, quote_ident
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    id: UUID
+    source_hash: str | None
+    workspace_id: str | None
+
+
+class PostgresStore:
+    """The target over psycopg: schema inspection and the lookups a plan needs."""
+
+    transport = "postgres"
+
+    def __init__(self, resolved: ResolvedTarget, schema: str = "public") -> None:
+        self.resolved = resolved
+        self.schema = schema
+        self.qschema = quote_ident(schema)
+        self.conn = connect(resolved.dsn, autocommit=True)
+        self.tables_exist = False
+
+    def t(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))
+
+    def describe(self) -> dict[str, Any]:
+        version = self.conn.execute("SHOW server_version").fetchone()
+        ext = self.conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
+        return {
+            "transport": "postgres",
+            "kind": self.resolved.kind,
+            "location": self.resolved.shown(),
+            "server_version": version[0] if version else None,
+            "pgvector_version": ext[0] if ext else None,
+        }
+
+    def schema_status(self, dimension: int) -> SchemaStatus:
+        status = inspect_schema(self.conn, self.schema, dimension)
+        self.tables_exist = all(
+            f"table {t}" in status.present for t in ("memory_items", "reasoning_traces")
+        )
+        return status
+
+    # --- lookups (each batch is one round trip) -------------------------------------------
+    def memories_by_source(self, collection: str, source_ids: list[str]) -> dict[str, TargetRow]:
+        if not self.tables_exist or not source_ids:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT source_id, id, source_hash, workspace_id FROM {} "
+                "WHERE source_collection = %s AND source_id = ANY(%s)"
+            ).format(self.t("memory_items")),
+            (collection, source_ids),
+        ).fetchall()
+        return {r[0]: TargetRow(r[1], r[2], r[3]) for r in rows}
+
+    def memory_owners(self, ids: Iterable[UUID]) -> dict[UUID, tuple[str | None, str | None]]:
+        """(source_collection, source_id) of existing rows with these ids."""
+        id_list = list(ids)
+        if not self.tables_exist or not id_list:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL("SELECT id, source_collection, source_id FROM {} WHERE id = ANY(%s)").format(
+                self.t("memory_items")
+            ),
+            (id_list,),
+        ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def existing_memory_ids(self, ids: Iterable[UUID]) -> set[UUID]:
+        return set(self.memory_owners(ids))
+
+    def trace_hashes(self, ids: list[UUID]) -> dict[UUID, str | None]:
+        if not self.tables_exist or not ids:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL("SELECT id, source_hash FROM {} WHERE id = ANY(%s)").format(
+                self.t("reasoning_traces")
+            ),
+            (ids,),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def memory_counts(self, collection: str) -> dict[str | None, int]:
+        """Rows per workspace already in the target for this collection."""
+        if not self.tables_exist:
+            return {}
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT workspace_id, count(*) FROM {} WHERE source_collection = %s "
+                "GROUP BY workspace_id"
+            ).format(self.t("memory_items")),
+            (collection,),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
