@@ -47,7 +47,8 @@ def _finish(outcome: Any, ns: argparse.Namespace) -> int:
     if getattr(ns, "json", False):
         print(json.dumps(outcome.report, indent=2, default=str))
     else:
-        print_summary(outcome.report, Console(width=None if sys.stdout.isatty() else 120))
+        width = None if sys.stdout.isatty() else 120
+        print_summary(outcome.report, Console(width=width, soft_wrap=True))
     if outcome.error is not None:
         print_error(outcome.error)
     return int(outcome.exit_code)

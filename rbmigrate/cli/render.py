@@ -118,7 +118,7 @@ class RichRenderer:
 
 
 def print_error(error: RbmigrateError, stream: TextIO = sys.stderr) -> None:
-    console = Console(file=stream, highlight=False)
+    console = Console(file=stream, highlight=False, soft_wrap=True)
     console.print(f"[bold red]{escape(error.title)}:[/] {escape(error.message)}")
     if error.hint:
         console.print(f"  [dim]→[/] {escape(error.hint)}")
@@ -237,7 +237,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                 highlight=False,
                 markup=False,
             )
-    if report.get("command") not in ("bootstrap", "init", "demo"):
+    ran = report.get("status") != "failed" or report["counts"].get("source_records")
+    if report.get("command") not in ("bootstrap", "init", "demo") and ran:
         console.print(_counts_table(report))
     for label, key in (
         ("rejected by code", "rejects_by_code"),

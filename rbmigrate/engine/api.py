@@ -156,19 +156,23 @@ def plan(cfg: Config, **kw: Any) -> Outcome:
 # --- bootstrap ----------------------------------------------------------------------------
 
 
-def bootstrap_dimension(cfg: Config) -> int:
+def bootstrap_dimension(cfg: Config, existing: int | None = None) -> int:
+    """Configured, else the source's (most common), else what the target has, else 384."""
     if cfg.target.dimension:
         return cfg.target.dimension
     dims = Counter(d for d in peek_dimensions(cfg).values() if d)
-    return dims.most_common(1)[0][0] if dims else DEFAULT_DIMENSION
+    if dims:
+        return dims.most_common(1)[0][0]
+    return existing or DEFAULT_DIMENSION
 
 
 def bootstrap_body(ctx: RunContext, report: dict[str, Any], *, apply: bool = True) -> ExitCode:
     cfg = ctx.cfg
-    dimension = bootstrap_dimension(cfg)
     resolved = resolve_target(cfg)
     try:
         with ctx.phase("bootstrap", unit="steps"), connect(resolved.dsn, autocommit=True) as conn:
+            existing = inspect_schema(conn, cfg.target.schema, DEFAULT_DIMENSION).existing_dimension
+            dimension = bootstrap_dimension(cfg, existing)
             before = inspect_schema(conn, cfg.target.schema, dimension)
             report["target"] = {
                 "transport": "postgres",

@@ -11,7 +11,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from rbmigrate.config import Config, mask_dsn, resolve_secret
-from rbmigrate.errors import SchemaError, TargetConnectionError
+from rbmigrate.errors import ConfigError, SchemaError, TargetConnectionError
 from rbmigrate.target.embedded import EmbeddedPostgres
 
 APP_NAME = "rbmigrate"
@@ -105,6 +105,12 @@ def resolve_target(cfg: Config) -> ResolvedTarget:
         where = Path(value.split(":", 1)[1]).expanduser() if ":" in value else cfg.data_dir() / "pg"
         server = EmbeddedPostgres(where)
         return ResolvedTarget(server.start(), "embedded", server)
+    if value and not re.match(r"^postgres(ql)?://", value):
+        raise ConfigError(
+            f"[target] db_url must be embedded, embedded:DIR or a postgresql:// URL; "
+            f"got {mask_dsn(value)!r}" + (f" (from {raw})" if raw != value else "") + ".",
+            title="Bad database URL",
+        )
     if not value:
         raise SchemaError(
             "no direct PostgreSQL connection is configured (db_url is empty).",

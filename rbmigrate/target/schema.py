@@ -159,8 +159,9 @@ def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -
     columns = {
         (r[0], r[1]): (r[2], r[3])
         for r in conn.execute(
-            """SELECT c.relname, a.attname, format_type(a.atttypid, NULL), a.atttypmod
+            """SELECT c.relname, a.attname, t.typname, a.atttypmod
            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_type t ON t.oid = a.atttypid
            JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = %s AND a.attnum > 0 AND NOT a.attisdropped""",
             (schema,),

@@ -178,12 +178,16 @@ def cases() -> list[tuple[str, str | None, dict | None, str, str | None]]:
 NAN_ID, MISSING_ID, ZERO_ID = uid(13), uid(15), uid(14)
 
 
-def write_cases_store(path: Path) -> Path:
+def write_cases_store(path: Path, *, damage: bool = True) -> Path:
+    """With damage=False the NaN and missing vectors are left out: chromadb itself fails on a
+    write log without a record's vector ("Error finding id"); only the native reader copes."""
     rows = []
     for rid, doc, meta, _cat, _code in cases():
         vec = [0.0] * 384 if rid == ZERO_ID else None
         rows.append((rid, doc, meta, vec))
     write_store(path, rows)
+    if not damage:
+        return path
     # chromadb 1.5 refuses NaN vectors and always stores one; older stores and damaged logs do
     # not: patch the write log (records below the sync threshold live there) to make both cases.
     db = sqlite3.connect(path / "chroma.sqlite3")
