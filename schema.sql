@@ -92,10 +92,13 @@ CREATE TABLE IF NOT EXISTS public.rbmigrate_runs (
     counts jsonb DEFAULT '{}'::jsonb,
     phase text,
     rbmigrate_version text,
+    deferred_indexes jsonb NOT NULL DEFAULT '[]'::jsonb,
     started_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
+
+CREATE INDEX IF NOT EXISTS idx_runs_fingerprint ON public.rbmigrate_runs(source_fingerprint, started_at DESC);
 
 CREATE TABLE IF NOT EXISTS public.rbmigrate_checkpoints (
     run_id text NOT NULL REFERENCES public.rbmigrate_runs(run_id) ON DELETE CASCADE,
@@ -141,10 +144,13 @@ CREATE INDEX IF NOT EXISTS idx_memories_embedding ON public.memory_items USING h
 -- ---------------------------------------------------------------------------------------
 -- updated_at triggers
 
+-- rbmigrate rollback restores rows exactly, updated_at included: it sets rbmigrate.restoring.
 CREATE OR REPLACE FUNCTION public.update_updated_at_column()
 RETURNS trigger LANGUAGE plpgsql SET search_path = public, extensions, pg_temp AS $$
 BEGIN
-    NEW.updated_at = now();
+    IF coalesce(current_setting('rbmigrate.restoring', true), '') <> 'on' THEN
+        NEW.updated_at = now();
+    END IF;
     RETURN NEW;
 END;
 $$;

@@ -76,6 +76,12 @@ class VerificationFailed(RbmigrateError):
     default_title = "Verification failed"
 
 
+class InternalError(RbmigrateError):
+    """Something rbmigrate did not expect (a bug); the traceback is in the run's run.log."""
+
+    default_title = "Internal error"
+
+
 class Interrupted(RbmigrateError):
     """The user asked to stop; the run stopped between batches and can be resumed."""
 

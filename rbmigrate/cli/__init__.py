@@ -139,7 +139,40 @@ def cmd_plan(ns: argparse.Namespace, cfg: Config) -> int:
 def cmd_pipeline(ns: argparse.Namespace, cfg: Config) -> int:
     from rbmigrate.engine import api
 
-    return _engine_call(ns, cfg, api.pipeline)
+    return _engine_call(
+        ns,
+        cfg,
+        api.pipeline,
+        resume=getattr(ns, "resume", None),
+        deep=bool(getattr(ns, "deep", False)),
+        rejects_path=getattr(ns, "rejects", None),
+    )
+
+
+def cmd_migrate(ns: argparse.Namespace, cfg: Config) -> int:
+    from rbmigrate.engine import api
+
+    return _engine_call(
+        ns,
+        cfg,
+        api.migrate,
+        resume=getattr(ns, "resume", None),
+        deep=bool(getattr(ns, "deep", False)),
+        rejects_path=getattr(ns, "rejects", None),
+        retry_rejects=getattr(ns, "retry_rejects", None),
+    )
+
+
+def cmd_verify(ns: argparse.Namespace, cfg: Config) -> int:
+    from rbmigrate.engine import api
+
+    return _engine_call(ns, cfg, api.verify, deep=bool(getattr(ns, "deep", False)))
+
+
+def cmd_rollback(ns: argparse.Namespace, cfg: Config) -> int:
+    from rbmigrate.engine import api
+
+    return _engine_call(ns, cfg, api.rollback, run_id=ns.run_id)
 
 
 def cmd_wizard(ns: argparse.Namespace, cfg: Config) -> int:
@@ -160,6 +193,9 @@ HANDLERS = {
     "demo": cmd_demo,
     "bootstrap": cmd_bootstrap,
     "plan": cmd_plan,
+    "migrate": cmd_migrate,
+    "verify": cmd_verify,
+    "rollback": cmd_rollback,
 }
 
 

@@ -237,6 +237,22 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                 highlight=False,
                 markup=False,
             )
+    ver = report.get("verify")
+    if ver:
+        state = "OK" if ver["ok"] else "FAILED"
+        console.print(
+            f"verify: {state} — {ver['checked']} checked, {ver['missing']} missing, {ver['mismatched']} "
+            f"mismatched, {ver['extra']} extra in the target"
+            + (
+                f", {ver['vectors_compared']} vectors compared element by element"
+                if ver.get("deep")
+                else ""
+            )
+            + f"; traces {ver['traces']['checked']} checked, {ver['traces']['missing']} missing",
+            style="green" if ver["ok"] else "red",
+            highlight=False,
+            markup=False,
+        )
     ran = report.get("status") != "failed" or report["counts"].get("source_records")
     if report.get("command") not in ("bootstrap", "init", "demo") and ran:
         console.print(_counts_table(report))

@@ -7,19 +7,25 @@ report and the exit code. Errors become a failed report, never a traceback.
 from __future__ import annotations
 
 import json
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from rbmigrate import __version__
 from rbmigrate.config import Config
 from rbmigrate.engine.context import RunContext, private_file
+from rbmigrate.engine.migrate import Migration
 from rbmigrate.engine.plan import plan_section, run_plan
 from rbmigrate.engine.report import new_report, set_warnings
 from rbmigrate.engine.session import Session
 from rbmigrate.errors import (
     ExitCode,
+    InternalError,
     Interrupted,
     RbmigrateError,
     SchemaError,
@@ -28,8 +34,14 @@ from rbmigrate.errors import (
 )
 from rbmigrate.events import EventSink, RunControl, RunFinished
 from rbmigrate.source.peek import peek_dimensions
-from rbmigrate.target.connection import connect, resolve_target
-from rbmigrate.target.schema import DEFAULT_DIMENSION, apply_schema, inspect_schema, render_schema
+from rbmigrate.target.connection import connect, connection_error, resolve_target
+from rbmigrate.target.schema import (
+    DEFAULT_DIMENSION,
+    apply_schema,
+    incompatible_error,
+    inspect_schema,
+    render_schema,
+)
 
 Body = Callable[[RunContext, dict[str, Any]], ExitCode]
 
@@ -64,6 +76,15 @@ def run_command(
         )
     except RbmigrateError as exc:
         error = exc
+    except psycopg.OperationalError as exc:
+        error = connection_error(exc, "")
+    except Exception as exc:  # a bug: keep the traceback for the report, say where it is
+        ctx.log("error", "".join(traceback.format_exception(exc)))
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        error = InternalError(
+            f"unexpected {type(exc).__name__}: {text}",
+            hint=f"this is a bug; the traceback is in {ctx.run_dir / 'run.log'}. Nothing committed is lost.",
+        )
     if error is not None:
         code = error.exit_code
         report["status"] = "interrupted" if isinstance(error, Interrupted) else "failed"
@@ -136,8 +157,6 @@ def verdict(session: Session, rejected: int, max_rejects: int) -> ExitCode:
                 hint="deselect it: name the collections to migrate with --collection.",
             )
     if session.schema is not None and session.schema.problems:
-        from rbmigrate.target.schema import incompatible_error
-
         raise incompatible_error(session.schema)
     if max_rejects >= 0 and rejected > max_rejects:
         raise VerificationFailed(
@@ -189,8 +208,6 @@ def bootstrap_body(ctx: RunContext, report: dict[str, Any], *, apply: bool = Tru
             }
             report["schema"] = section
             if before.problems:
-                from rbmigrate.target.schema import incompatible_error
-
                 raise incompatible_error(before)
             if apply and before.missing:
                 ctx.log("info", f"creating {len(before.missing)} schema objects")
@@ -212,7 +229,7 @@ def schema_sql(cfg: Config) -> str:
     return render_schema(bootstrap_dimension(cfg), cfg.target.schema)
 
 
-# --- the headless pipeline ---------------------------------------------------------------
+# --- migrate, and the headless pipeline -----------------------------------------------------
 
 
 def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> None:
@@ -221,8 +238,6 @@ def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> 
     if status is None or session.store is None:
         return
     if status.problems:
-        from rbmigrate.target.schema import incompatible_error
-
         raise incompatible_error(status)
     if status.missing:
         with ctx.phase("bootstrap", unit="objects") as done:
@@ -237,39 +252,340 @@ def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> 
             "dimension": session.dimension,
             "applied": True,
         }
+        session.store.refresh_types()
         session.schema = session.store.schema_status(session.dimension)
 
 
-def pipeline_body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
+def refuse_problems(session: Session) -> None:
+    """Refused collections stop a migration before anything is written."""
+    for p in session.problems:
+        if p.refused and p.code == "collection_dimension_mismatch":
+            raise SchemaError(
+                f"{p.message}.",
+                title="Dimension mismatch",
+                hint="migrate that collection into another schema (--schema), or deselect it.",
+            )
+        if p.refused:
+            raise SourceError(
+                f"{p.message}.",
+                title="Collection refused",
+                hint="deselect it: name the collections to migrate with --collection.",
+            )
+
+
+def fill_counts(
+    report: dict[str, Any], session: Session, migration: Migration, parents_missing: int
+) -> int:
+    totals: Counter[str] = Counter()
+    warnings: Counter[str] = Counter(session.trace_warnings)
+    rejects: Counter[str] = Counter()
+    for tally in migration.tallies.values():
+        for key in (
+            "records",
+            "inserted",
+            "updated",
+            "unchanged",
+            "rejected",
+            "skipped",
+            "traces_inserted",
+            "traces_updated",
+        ):
+            totals[key] += getattr(tally, key)
+        warnings.update(tally.warnings)
+        rejects.update(tally.rejects)
+    if parents_missing:
+        warnings["parent_not_found"] = parents_missing
+    unselected = sum(c.count for c in session.unselected())
+    report["counts"].update(
+        {
+            "source_records": totals["records"] + unselected,
+            "inserted": totals["inserted"],
+            "updated": totals["updated"],
+            "unchanged": totals["unchanged"],
+            "rejected": totals["rejected"],
+            "skipped": totals["skipped"] + unselected,
+            "traces_inserted": totals["traces_inserted"],
+            "traces_updated": totals["traces_updated"],
+        }
+    )
+    report["rejects_by_code"] = {k: v for k, v in sorted(rejects.items()) if v}
+    set_warnings(report, warnings)
+    if session.source.kind == "http":  # no snapshot: reconcile with the counts taken at the start
+        for coll in session.selected:
+            read = migration.read_counts.get(coll.name, 0)
+            if read and read != coll.count:
+                ctx = session.ctx
+                ctx.log(
+                    "warning",
+                    f"{coll.name} had {coll.count} records at the start and {read} were "
+                    "read: the server was written to during the run",
+                    code="source_changed",
+                )
+    return totals["rejected"]
+
+
+def migrate_flow(
+    ctx: RunContext,
+    report: dict[str, Any],
+    *,
+    with_plan: bool,
+    resume: str | None = None,
+    deep: bool = False,
+    retry_rejects: str | None = None,
+) -> ExitCode:
+    from rbmigrate.embeddings import shared_embedder
+    from rbmigrate.engine.migrate import Migration
+    from rbmigrate.engine.rejects import read_rejects
+    from rbmigrate.engine.runs import choose_run, fingerprint
+    from rbmigrate.engine.verify import run_verify
+    from rbmigrate.target.indexes import build_indexes, defer_indexes, pending_indexes
+    from rbmigrate.target.postgres import PostgresStore
+
+    cfg = ctx.cfg
+    with ctx.phase("connect", unit="steps"):
+        resolved = resolve_target(cfg)
+        try:
+            store = PostgresStore(resolved, cfg.target.schema)
+        except BaseException:
+            resolved.close()
+            raise
+    fp = fingerprint(cfg)
+    if retry_rejects is None:
+        choice = choose_run(store.conn, cfg.target.schema, fp, resume)
+        if choice.message:
+            ctx.log("info", choice.message, code="resume" if choice.resumed else None)
+        if choice.run_id:
+            ctx.adopt(choice.run_id)
+            report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
+        resumed = choice.resumed
+    else:
+        resumed = False
+    session = Session.open(ctx, store=store, resolved=resolved)
+    migration: Migration | None = None
+    try:
+        report["source"] = session.source.describe()
+        report["target"] = store.describe()
+        refuse_problems(session)
+        ensure_schema(ctx, session, report)
+        report["target"] = store.describe()
+        records = list(read_rejects(Path(retry_rejects))) if retry_rejects else None
+        if records is not None:
+            names = {r.collection for r in records}
+            session.selected = [c for c in session.selected if c.name in names]
+        if with_plan:
+            result = run_plan(session)
+            report["plan"] = plan_section(session, result)
+        else:
+            session.scan()
+        embedder = shared_embedder(cfg)
+        embedder.check_dimension(session.dimension, "the target")
+        migration = Migration(session, resolved, ctx.run_id, embedder, records=records)
+        from rbmigrate.target.writer import PostgresWriter
+
+        registrar = PostgresWriter(resolved.dsn, cfg.target.schema)
+        try:
+            registrar.register_run(
+                ctx.run_id,
+                ctx.command,
+                fp,
+                report["source"],
+                report["target"],
+                cfg.redacted(),
+                __version__,
+            )
+            if not resumed and registrar.is_empty():
+                deferred = defer_indexes(registrar.conn, cfg.target.schema, ctx.run_id)
+                if deferred:
+                    ctx.log(
+                        "info",
+                        "initial load: building "
+                        + ", ".join(d["name"] for d in deferred)
+                        + " after the data",
+                    )
+        finally:
+            registrar.close()
+        try:
+            with ctx.phase("write", total=sum(c.count for c in session.selected)) as counter:
+                migration.run(fp)
+                counter[0] = sum(t.records for t in migration.tallies.values())
+        except Interrupted:
+            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "interrupted")
+            raise
+        assert migration.writer is not None
+        parents_missing = migration.writer.resolve_parents([c.name for c in session.selected])
+        if cfg.migration.delete_missing and records is None:
+            with ctx.phase("delete-missing", unit="rows") as counter:
+                counter[0] = migration.writer.delete_missing(
+                    ctx.run_id, [c.name for c in session.selected], session.index.source_ids()
+                )
+                report["counts"]["deleted"] = counter[0]
+        if pending_indexes(migration.writer.conn, cfg.target.schema, ctx.run_id):
+            migration.writer.set_run(ctx.run_id, phase="index")
+            with ctx.phase("index", unit="tuples") as counter:
+                built = build_indexes(
+                    resolved.dsn,
+                    cfg.target.schema,
+                    ctx.run_id,
+                    lambda name, done, total: ctx.progress("index", done, total, "tuples"),
+                )
+                counter[0] = len(built)
+        rejected = fill_counts(report, session, migration, parents_missing)
+        c = report["counts"]
+        if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
+            ctx.log("info", "nothing to write: the target already holds every record", code="no_op")
+        if migration.tasks is not None:
+            report["counts"]["tasks_encoded"] = migration.tasks.encoded
+        migration.writer.set_run(ctx.run_id, phase="verify", counts=report["counts"])
+        verify = run_verify(session, store.conn, deep=deep, reembed=cfg.migration.reembed_missing)
+        report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
+        report["rejects_file"] = str(ctx.run_dir / "rejects.jsonl")
+        code = ExitCode.OK
+        if not report["verify"]["ok"]:
+            code = ExitCode.VERIFY_FAILED
+            ctx.log(
+                "error",
+                f"verification failed: {verify.missing} missing, {verify.mismatched} mismatched "
+                f"(see verify.samples in the report)",
+            )
+        max_rejects = cfg.migration.max_rejects
+        if max_rejects >= 0 and rejected > max_rejects:
+            code = ExitCode.VERIFY_FAILED
+            ctx.log(
+                "error",
+                f"{rejected} records were rejected (max_rejects = {max_rejects}); "
+                f"they are in {report['rejects_file']}",
+            )
+        migration.writer.set_run(
+            ctx.run_id,
+            status="ok" if code == ExitCode.OK else "failed",
+            phase="done",
+            counts=report["counts"],
+            finished=True,
+        )
+        return code
+    except RbmigrateError as exc:
+        if not isinstance(exc, Interrupted):
+            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "failed")
+        raise
+    finally:
+        if migration is not None:
+            _copy_rejects(ctx, report)
+            migration.close()
+        session.close()
+
+
+def _mark(dsn: str, schema: str, run_id: str, status: str) -> None:
+    """Best effort: record how a run ended (the connection may be what failed)."""
+    import contextlib
+
+    from rbmigrate.target.writer import PostgresWriter
+
+    with contextlib.suppress(Exception):
+        w = PostgresWriter(dsn, schema)
+        w.set_run(run_id, status=status)
+        w.close()
+
+
+def _copy_rejects(ctx: RunContext, report: dict[str, Any]) -> None:
+    target = getattr(ctx, "rejects_copy", None)
+    if target and (ctx.run_dir / "rejects.jsonl").exists():
+        import shutil
+
+        shutil.copyfile(ctx.run_dir / "rejects.jsonl", target)
+        report["rejects_copy"] = str(target)
+
+
+def migrate(
+    cfg: Config,
+    *,
+    resume: str | None = None,
+    deep: bool = False,
+    retry_rejects: str | None = None,
+    rejects_path: str | None = None,
+    **kw: Any,
+) -> Outcome:
+    def body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
+        ctx.rejects_copy = rejects_path  # type: ignore[attr-defined]
+        return migrate_flow(
+            ctx, report, with_plan=False, resume=resume, deep=deep, retry_rejects=retry_rejects
+        )
+
+    return run_command(cfg, "migrate", body, **kw)
+
+
+def pipeline(
+    cfg: Config,
+    *,
+    resume: str | None = None,
+    deep: bool = False,
+    rejects_path: str | None = None,
+    **kw: Any,
+) -> Outcome:
+    def body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
+        ctx.rejects_copy = rejects_path  # type: ignore[attr-defined]
+        return migrate_flow(ctx, report, with_plan=True, resume=resume, deep=deep)
+
+    return run_command(cfg, "headless", body, **kw)
+
+
+# --- verify and rollback ----------------------------------------------------------------------
+
+
+def verify_body(ctx: RunContext, report: dict[str, Any], *, deep: bool) -> ExitCode:
+    from rbmigrate.engine.verify import run_verify
+
     session = Session.open(ctx)
     try:
         report["source"] = session.source.describe()
         report["target"] = session.store.describe() if session.store else None
-        verdict_before = [p for p in session.problems if p.refused]
-        if not verdict_before:
-            ensure_schema(ctx, session, report)
-        result = run_plan(session)
-        report["plan"] = plan_section(session, result)
-        t = result.total()
-        report["counts"].update(
-            {
-                "source_records": result.source_records,
-                "inserted": t.new,
-                "updated": t.changed,
-                "unchanged": t.unchanged,
-                "rejected": t.invalid,
-                "skipped": t.skipped,
-                "traces_inserted": result.traces.get("new", 0),
-                "traces_updated": result.traces.get("changed", 0),
-            }
+        if session.schema is None or session.schema.state() == "missing":
+            raise SchemaError(
+                "the target has no ReasoningBank tables to verify.",
+                hint="run rbmigrate --headless migrate first.",
+            )
+        assert session.store is not None
+        result = run_verify(
+            session, session.store.conn, deep=deep, reembed=ctx.cfg.migration.reembed_missing
         )
-        report["counts"]["dry_run"] = True
-        report["rejects_by_code"] = {k: v["count"] for k, v in sorted(result.invalid.items())}
-        set_warnings(report, result.warnings)
-        return verdict(session, t.invalid, ctx.cfg.migration.max_rejects)
+        report["verify"] = result.as_dict(strict_extra=ctx.cfg.migration.delete_missing)
+        report["counts"]["source_records"] = sum(c.count for c in session.source.collections())
+        if not report["verify"]["ok"]:
+            raise VerificationFailed(
+                f"the target differs from the source: {result.missing} missing, {result.mismatched} "
+                f"mismatched, {result.vector_mismatches} vector mismatches, "
+                f"{result.traces['missing']} traces missing.",
+                hint="see verify.samples in the report; rbmigrate --headless migrate repairs it.",
+            )
+        return ExitCode.OK
     finally:
         session.close()
 
 
-def pipeline(cfg: Config, **kw: Any) -> Outcome:
-    return run_command(cfg, "headless", pipeline_body, **kw)
+def verify(cfg: Config, *, deep: bool = False, **kw: Any) -> Outcome:
+    return run_command(cfg, "verify", lambda c, r: verify_body(c, r, deep=deep), **kw)
+
+
+def rollback_body(ctx: RunContext, report: dict[str, Any], run_id: str) -> ExitCode:
+    from rbmigrate.engine.rollback import rollback as do_rollback
+
+    cfg = ctx.cfg
+    resolved = resolve_target(cfg)
+    try:
+        with (
+            ctx.phase("rollback", unit="rows"),
+            connect(resolved.dsn, schema=cfg.target.schema) as conn,
+        ):
+            report["target"] = {
+                "transport": "postgres",
+                "kind": resolved.kind,
+                "location": resolved.shown(),
+            }
+            result = do_rollback(conn, cfg.target.schema, run_id)
+            report["rollback"] = {"run_id": run_id, **result.as_dict()}
+    finally:
+        resolved.close()
+    return ExitCode.OK
+
+
+def rollback(cfg: Config, run_id: str, **kw: Any) -> Outcome:
+    return run_command(cfg, "rollback", lambda c, r: rollback_body(c, r, run_id), **kw)

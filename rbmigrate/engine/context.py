@@ -103,6 +103,25 @@ class RunContext:
         ctx.sink.emit(RunStarted(run_id=run_id, command=command, run_dir=str(run_dir)))
         return ctx
 
+    def adopt(self, run_id: str) -> None:
+        """Continue an earlier run: its id, its directory (snapshot, trace index, rejects)."""
+        if run_id == self.run_id:
+            return
+        old_dir = self.cfg.data_dir() / "runs" / run_id
+        old_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self._log is not None:
+            self._log.close()
+        fresh = self.run_dir
+        self.run_id, self.run_dir = run_id, old_dir
+        log = RunLogSink(old_dir / "run.log")
+        sinks = getattr(self.sink, "sinks", ())
+        self.sink = TeeSink(*[s for s in sinks if s is not self._log], log)
+        self._log = log
+        with contextlib.suppress(OSError):
+            (fresh / "run.log").unlink()
+            fresh.rmdir()
+        self.sink.emit(RunStarted(run_id=run_id, command=self.command, run_dir=str(old_dir)))
+
     def log(self, level: Level, text: str, code: str | None = None) -> None:
         self.sink.emit(LogMessage(level, text, code))
 

@@ -30,6 +30,7 @@ class PreparedBatch:
     warning_samples: dict[str, list[str]] = field(default_factory=dict)
     last_position: int = 0
     records: int = 0
+    originals: dict[str, SourceRecord] = field(default_factory=dict)
 
 
 def prepare_batch(
@@ -76,6 +77,7 @@ def prepare_batch(
             continue
         seen_ids[row.id] = rec.id
         row.source_hash = memory_hash(row, model_name)
+        batch.originals[row.source_id] = rec
         for w in result.warnings:
             batch.warnings[w.code] += 1
             samples = batch.warning_samples.setdefault(w.code, [])

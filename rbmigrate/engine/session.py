@@ -52,13 +52,18 @@ class Session:
     trace_warnings: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, ctx: RunContext, *, need_target: bool = True) -> Session:
+    def open(
+        cls,
+        ctx: RunContext,
+        *,
+        need_target: bool = True,
+        store: PostgresStore | None = None,
+        resolved: ResolvedTarget | None = None,
+    ) -> Session:
         cfg = ctx.cfg
-        store: PostgresStore | None = None
-        resolved: ResolvedTarget | None = None
         source: ChromaSource | None = None
         try:
-            if need_target:  # connect first: a wrong URL fails in a second, before any copy
+            if need_target and store is None:  # connect first: a bad URL fails before any copy
                 with ctx.phase("connect", unit="steps"):
                     resolved = resolve_target(cfg)
                     store = PostgresStore(resolved, cfg.target.schema)
@@ -183,6 +188,7 @@ class Session:
                         if is_selected(obs.workspace_id, rules):
                             batch.append((obs, memory_uuid(coll.name, rec.id)[0]))
                     self.index.add(batch)
+                    self.index.add_source_ids(coll.name, [rec.id for rec in page])
                     seen += len(page)
                     done += len(page)
                     self.ctx.progress("scan", done, total)

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS duplicates (
 CREATE TABLE IF NOT EXISTS traces (
     id TEXT PRIMARY KEY, hash TEXT, ts TEXT, row TEXT, warnings TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS scanned (collection TEXT PRIMARY KEY, records INTEGER);
+CREATE TABLE IF NOT EXISTS source_ids (collection TEXT NOT NULL, source_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -97,6 +98,7 @@ class TraceIndex:
         self.db.execute("DELETE FROM obs WHERE collection = ?", (collection,))
         self.db.execute("DELETE FROM memories WHERE collection = ?", (collection,))
         self.db.execute("DELETE FROM duplicates WHERE collection = ?", (collection,))
+        self.db.execute("DELETE FROM source_ids WHERE collection = ?", (collection,))
         self.db.execute("DELETE FROM state WHERE key = 'traces_built'")
 
     def add(self, observations: Iterable[tuple[TraceObservation, UUID]]) -> None:
@@ -134,6 +136,13 @@ class TraceIndex:
                         "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?, ?, ?)",
                         (o.collection, o.source_id, str(mid), first[0], first[1]),
                     )
+
+    def add_source_ids(self, collection: str, ids: Iterable[str]) -> None:
+        """Every record of a selected collection, whatever its workspace (for delete-missing)."""
+        self.db.executemany("INSERT INTO source_ids VALUES (?, ?)", [(collection, i) for i in ids])
+
+    def source_ids(self) -> Iterator[tuple[str, str]]:
+        yield from self.db.execute("SELECT collection, source_id FROM source_ids")
 
     def mark_scanned(self, collection: str, records: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO scanned VALUES (?, ?)", (collection, records))

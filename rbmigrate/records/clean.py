@@ -40,7 +40,7 @@ def clean_json(value: Any, found: set[str], depth: int = 0) -> Any:
         return value
     if isinstance(value, float):
         if math.isfinite(value):
-            return value
+            return value + 0.0  # -0.0 -> 0.0: jsonb's numeric has no negative zero
         found.add(Warn.NON_FINITE_JSON)
         return None
     if isinstance(value, dict):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 # The project namespace for uuid5 ids; fixed forever, or re-runs would duplicate rows.
 NAMESPACE = UUID("6f1c4e0a-3b8e-5d2a-9c47-2b9f6a1d8e53")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OUTCOMES = ("success", "failure", "partial")
 DIFFICULTIES = ("simple", "moderate", "complex", "expert")
+
+
+def name_uuid(name: str) -> UUID:
+    """uuid5 in the project namespace. Ids are hashed with surrogates passed through, so two
+    ids that differ only in an invalid code point still get two different UUIDs."""
+    digest = hashlib.sha1(NAMESPACE.bytes + name.encode("utf-8", "surrogatepass")).digest()
+    return UUID(bytes=digest[:16], version=5)
 
 
 def as_uuid(value: str) -> UUID | None:
@@ -30,7 +38,7 @@ def memory_uuid(collection: str, source_id: str) -> tuple[UUID, bool]:
     parsed = as_uuid(source_id)
     if parsed is not None:
         return parsed, True
-    return uuid5(NAMESPACE, f"{collection}/{source_id}"), False
+    return name_uuid(f"{collection}/{source_id}"), False
 
 
 def trace_uuid(raw: str) -> tuple[UUID, bool]:
@@ -38,11 +46,11 @@ def trace_uuid(raw: str) -> tuple[UUID, bool]:
     parsed = as_uuid(raw)
     if parsed is not None:
         return parsed, True
-    return uuid5(NAMESPACE, f"trace/{raw}"), False
+    return name_uuid(f"trace/{raw}"), False
 
 
 def synthetic_trace_uuid(collection: str, source_id: str) -> UUID:
-    return uuid5(NAMESPACE, f"synthetic-trace/{collection}/{source_id}")
+    return name_uuid(f"synthetic-trace/{collection}/{source_id}")
 
 
 def normalize_outcome(value: Any, mapping: dict[str, str]) -> tuple[str | None, bool]:

@@ -420,6 +420,8 @@ def _normalize(record: SourceRecord, ctx: RuleContext) -> Normalized:
             notes.original["parent_memory_id"] = raw_parent
     if notes.original:
         metadata["original"] = clean_json(notes.original, found)
+    if needs_embedding:  # lets verify recompute this row's hash from the target alone
+        metadata["reembedded"] = True
     # cleaning warnings found while building metadata
     for code in (Warn.NUL_REMOVED, Warn.LONE_SURROGATE, Warn.NON_FINITE_JSON):
         if code in found:

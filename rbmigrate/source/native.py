@@ -266,7 +266,7 @@ class NativeReader:
                 ) from None
         self.scratch.mkdir(parents=True, exist_ok=True)
         path = self.scratch / f"native-{info.id}.sqlite"
-        conn = sqlite3.connect(path)
+        conn = sqlite3.connect(path, check_same_thread=False)
         conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
         conn.execute(
             f"ATTACH DATABASE '{(self.snapshot / 'chroma.sqlite3').resolve().as_uri()}?mode=ro' AS snap"

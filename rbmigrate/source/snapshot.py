@@ -44,7 +44,9 @@ def store_size(path: Path) -> int:
 
 def open_readonly(db: Path) -> sqlite3.Connection:
     """A connection that cannot write to the user's file, whatever SQLite would like to do."""
-    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    conn = sqlite3.connect(
+        f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False
+    )
     conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
     return conn
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from rbmigrate.config import Config, mask_dsn, resolve_secret
 from rbmigrate.errors import ConfigError, SchemaError, TargetConnectionError
@@ -56,7 +57,12 @@ def connection_error(exc: BaseException, dsn: str) -> TargetConnectionError:
 
 
 def connect(
-    dsn: str, *, autocommit: bool = False, vector: bool = True, timeout: int = 10
+    dsn: str,
+    *,
+    autocommit: bool = False,
+    vector: bool = True,
+    timeout: int = 10,
+    schema: str = "public",
 ) -> psycopg.Connection[Any]:
     try:
         conn = psycopg.connect(
@@ -69,6 +75,13 @@ def connect(
             f"invalid PostgreSQL URL {mask_dsn(dsn)}: {_clean(str(exc), dsn)}",
             title="Bad connection string",
         ) from None
+    # pgvector lives in `extensions` on Supabase (and in our bootstrap), `public` elsewhere
+    path = sql.SQL(", ").join(
+        sql.Identifier(s) for s in dict.fromkeys((schema, "public", "extensions"))
+    )
+    conn.execute(sql.SQL("SET search_path TO {}").format(path))
+    if not autocommit:
+        conn.commit()
     if vector:
         try:
             register_vector(conn)

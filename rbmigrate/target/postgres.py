@@ -34,8 +34,14 @@ class PostgresStore:
         self.resolved = resolved
         self.schema = schema
         self.qschema = quote_ident(schema)
-        self.conn = connect(resolved.dsn, autocommit=True)
+        self.conn = connect(resolved.dsn, autocommit=True, schema=schema)
         self.tables_exist = False
+
+    def refresh_types(self) -> None:
+        """After the bootstrap created the vector extension, teach this connection the type."""
+        from pgvector.psycopg import register_vector
+
+        register_vector(self.conn)
 
     def t(self, table: str) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(table))

@@ -1,0 +1,178 @@
+"""Verify: the target holds exactly what the source holds, hash for hash.
+
+For every record the rules accept, the target must have a row with that source id whose
+stored hash *and* whose content, hashed again, equal the source record's hash (missing /
+mismatched); target rows of the collection that no source record maps to are extra.
+Counts are compared per collection and workspace. `deep` also compares every vector
+element by element. Traces are checked the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from psycopg import sql
+
+from rbmigrate.engine.prepare import prepare_batch
+from rbmigrate.engine.session import Session
+from rbmigrate.records.hashing import memory_hash, trace_hash
+from rbmigrate.target.readback import fetch_memories, fetch_traces, memory_from_row, trace_from_row
+
+SAMPLES = 5
+
+
+@dataclass
+class VerifyResult:
+    checked: int = 0
+    missing: int = 0
+    mismatched: int = 0
+    extra: int = 0
+    vectors_compared: int = 0
+    vector_mismatches: int = 0
+    deep: bool = False
+    samples: dict[str, list[str]] = field(default_factory=dict)
+    expected: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    found: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    traces: Counter[str] = field(default_factory=Counter)
+
+    def note(self, kind: str, what: str) -> None:
+        bucket = self.samples.setdefault(kind, [])
+        if len(bucket) < SAMPLES:
+            bucket.append(what)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing
+            or self.mismatched
+            or self.vector_mismatches
+            or self.traces["missing"]
+            or self.traces["mismatched"]
+        )
+
+    def as_dict(self, strict_extra: bool = False) -> dict[str, Any]:
+        by_collection = []
+        for key in sorted(set(self.expected) | set(self.found), key=lambda k: (k[0], k[1] or "")):
+            by_collection.append(
+                {
+                    "collection": key[0],
+                    "workspace": key[1],
+                    "source": self.expected[key],
+                    "target": self.found[key],
+                }
+            )
+        return {
+            "ok": self.ok and not (strict_extra and self.extra),
+            "checked": self.checked,
+            "missing": self.missing,
+            "mismatched": self.mismatched,
+            "extra": self.extra,
+            "deep": self.deep,
+            "vectors_compared": self.vectors_compared,
+            "vector_mismatches": self.vector_mismatches,
+            "samples": self.samples,
+            "by_collection": by_collection,
+            "traces": {
+                k: self.traces.get(k, 0)
+                for k in ("checked", "missing", "mismatched", "no_embedding")
+            },
+        }
+
+
+def run_verify(
+    session: Session, conn: Any, *, deep: bool = False, reembed: bool = True
+) -> VerifyResult:
+    ctx = session.ctx
+    cfg = ctx.cfg
+    schema = cfg.target.schema
+    model = cfg.embedding.model
+    result = VerifyResult(deep=deep)
+    session.scan()
+    total = sum(c.count for c in session.selected)
+    done = 0
+    with ctx.phase("verify", total=total) as counter:
+        for coll in session.selected:
+            rules = session.rules(coll, reembed=reembed)
+            seen = 0
+            for page in session.source.reader.pages(
+                coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
+            ):
+                ctx.checkpoint()
+                batch = prepare_batch(session, coll, rules, page, model)
+                target = fetch_memories(conn, schema, coll.name, [r.source_id for r in batch.rows])
+                conn.commit()
+                for row in batch.rows:
+                    result.checked += 1
+                    result.expected[(coll.name, row.workspace_id)] += 1
+                    got = target.get(row.source_id)
+                    if got is None:
+                        result.missing += 1
+                        result.note("missing", f"{coll.name}/{row.source_id}")
+                        continue
+                    seen += 1
+                    back, stored = memory_from_row(got)
+                    result.found[(coll.name, back.workspace_id)] += 1
+                    if stored != row.source_hash or memory_hash(back, model) != row.source_hash:
+                        result.mismatched += 1
+                        result.note("mismatched", f"{coll.name}/{row.source_id}")
+                    if deep and row.embedding is not None and not row.needs_embedding:
+                        result.vectors_compared += 1
+                        if back.embedding is None or not np.array_equal(
+                            back.embedding, row.embedding
+                        ):
+                            result.vector_mismatches += 1
+                            result.note("vector_mismatch", f"{coll.name}/{row.source_id}")
+                done += len(page)
+                ctx.progress("verify", done, total)
+            in_target = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}.memory_items WHERE source_collection = %s").format(
+                    sql.Identifier(schema)
+                ),
+                (coll.name,),
+            ).fetchone()
+            conn.commit()
+            result.extra += max(0, int(in_target[0] if in_target else 0) - seen)
+        _verify_traces(session, conn, schema, model, result)
+        counter[0] = done
+    return result
+
+
+def _verify_traces(
+    session: Session, conn: Any, schema: str, model: str, result: VerifyResult
+) -> None:
+    """Every trace an accepted memory refers to must be in the target with its hash."""
+    needed = _referenced_traces(session, conn, schema)
+    for page in session.index.iter_traces():
+        wanted = [t for t in page if t.id in needed or t.num_memories == 0]
+        if not wanted:
+            continue
+        rows = fetch_traces(conn, schema, [t.id for t in wanted])
+        conn.commit()
+        for t in wanted:
+            result.traces["checked"] += 1
+            got = rows.get(t.id)
+            if got is None:
+                result.traces["missing"] += 1
+                result.note("trace_missing", str(t.id))
+                continue
+            back, stored, has_embedding = trace_from_row(got)
+            if stored != t.source_hash or trace_hash(back, model) != t.source_hash:
+                result.traces["mismatched"] += 1
+                result.note("trace_mismatched", str(t.id))
+            if not has_embedding:
+                result.traces["no_embedding"] += 1
+
+
+def _referenced_traces(session: Session, conn: Any, schema: str) -> set[Any]:
+    names = [c.name for c in session.selected]
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT trace_id FROM {}.memory_items WHERE source_collection = ANY(%s)"
+        ).format(sql.Identifier(schema)),
+        (names,),
+    ).fetchall()
+    conn.commit()
+    return {r[0] for r in rows}
