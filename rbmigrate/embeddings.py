@@ -53,6 +53,19 @@ def model_available(name: str) -> bool:
     return os.environ.get("HF_HUB_OFFLINE") != "1"
 
 
+def quiet_transformers() -> None:
+    """No download bars or advisory chatter on the user's terminal or in CI logs."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    except Exception:  # transformers layout changed: only cosmetics are lost
+        return
+
+
 class Embedder:
     """One loaded model; encode() returns float32 unit vectors."""
 
@@ -72,6 +85,7 @@ class Embedder:
                 if offline:
                     os.environ.setdefault("HF_HUB_OFFLINE", "1")
                     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                quiet_transformers()
                 try:
                     from sentence_transformers import SentenceTransformer
 

@@ -172,7 +172,7 @@ def cmd_verify(ns: argparse.Namespace, cfg: Config) -> int:
 def cmd_rollback(ns: argparse.Namespace, cfg: Config) -> int:
     from rbmigrate.engine import api
 
-    return _engine_call(ns, cfg, api.rollback, run_id=ns.run_id)
+    return _engine_call(ns, cfg, api.rollback, target_run=ns.target_run)
 
 
 def cmd_wizard(ns: argparse.Namespace, cfg: Config) -> int:

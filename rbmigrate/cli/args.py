@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "compare":
             p.add_argument("query", nargs="?", help="query text")
         if name == "rollback":
-            p.add_argument("run_id", help="the run to undo")
+            p.add_argument("target_run", metavar="RUN_ID", help="the run to undo")
         _common(p, suppress=True)
     return parser
 

@@ -32,7 +32,15 @@ from rbmigrate.errors import (
     SourceError,
     VerificationFailed,
 )
-from rbmigrate.events import EventSink, RunControl, RunFinished
+from rbmigrate.events import (
+    CallbackSink,
+    EventSink,
+    LogMessage,
+    NullSink,
+    RunControl,
+    RunFinished,
+    TeeSink,
+)
 from rbmigrate.source.peek import peek_dimensions
 from rbmigrate.target.connection import connect, connection_error, resolve_target
 from rbmigrate.target.schema import (
@@ -64,8 +72,16 @@ def run_command(
     clock: Callable[[], float] | None = None,
     report_path: str | None = None,
 ) -> Outcome:
-    ctx = RunContext.create(cfg, command, sink=sink, control=control, run_id=run_id, clock=clock)
+    messages: list[dict[str, Any]] = []
+
+    def keep(event: Any) -> None:
+        if isinstance(event, LogMessage) and (event.level != "info" or event.code):
+            messages.append({"level": event.level, "code": event.code, "text": event.text[:2000]})
+
+    fanout = TeeSink(sink or NullSink(), CallbackSink(keep))
+    ctx = RunContext.create(cfg, command, sink=fanout, control=control, run_id=run_id, clock=clock)
     report = new_report(ctx)
+    report["messages"] = messages
     started = ctx.clock()
     error: RbmigrateError | None = None
     try:
@@ -77,7 +93,7 @@ def run_command(
     except RbmigrateError as exc:
         error = exc
     except psycopg.OperationalError as exc:
-        error = connection_error(exc, "")
+        error = connection_error(exc, "the database")
     except Exception as exc:  # a bug: keep the traceback for the report, say where it is
         ctx.log("error", "".join(traceback.format_exception(exc)))
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -338,7 +354,7 @@ def migrate_flow(
     from rbmigrate.engine.rejects import read_rejects
     from rbmigrate.engine.runs import choose_run, fingerprint
     from rbmigrate.engine.verify import run_verify
-    from rbmigrate.target.indexes import build_indexes, defer_indexes, pending_indexes
+    from rbmigrate.target.indexes import defer_indexes
     from rbmigrate.target.postgres import PostgresStore
 
     cfg = ctx.cfg
@@ -353,7 +369,7 @@ def migrate_flow(
     if retry_rejects is None:
         choice = choose_run(store.conn, cfg.target.schema, fp, resume)
         if choice.message:
-            ctx.log("info", choice.message, code="resume" if choice.resumed else None)
+            ctx.log("info", choice.message, code="resume")
         if choice.run_id:
             ctx.adopt(choice.run_id)
             report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
@@ -411,32 +427,24 @@ def migrate_flow(
         except Interrupted:
             _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "interrupted")
             raise
-        assert migration.writer is not None
-        parents_missing = migration.writer.resolve_parents([c.name for c in session.selected])
-        if cfg.migration.delete_missing and records is None:
-            with ctx.phase("delete-missing", unit="rows") as counter:
-                counter[0] = migration.writer.delete_missing(
-                    ctx.run_id, [c.name for c in session.selected], session.index.source_ids()
-                )
-                report["counts"]["deleted"] = counter[0]
-        if pending_indexes(migration.writer.conn, cfg.target.schema, ctx.run_id):
-            migration.writer.set_run(ctx.run_id, phase="index")
-            with ctx.phase("index", unit="tuples") as counter:
-                built = build_indexes(
-                    resolved.dsn,
-                    cfg.target.schema,
-                    ctx.run_id,
-                    lambda name, done, total: ctx.progress("index", done, total, "tuples"),
-                )
-                counter[0] = len(built)
-        rejected = fill_counts(report, session, migration, parents_missing)
+        after = migration.after_write(
+            fp, with_deletes=cfg.migration.delete_missing and records is None
+        )
+        if after.deleted is not None:
+            report["counts"]["deleted"] = after.deleted
+        rejected = fill_counts(report, session, migration, after.parents_missing)
         c = report["counts"]
         if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
             ctx.log("info", "nothing to write: the target already holds every record", code="no_op")
         if migration.tasks is not None:
             report["counts"]["tasks_encoded"] = migration.tasks.encoded
-        migration.writer.set_run(ctx.run_id, phase="verify", counts=report["counts"])
-        verify = run_verify(session, store.conn, deep=deep, reembed=cfg.migration.reembed_missing)
+        migration.resilient(fp, lambda: migration.set_run(phase="verify", counts=report["counts"]))
+        verify = migration.resilient(
+            fp,
+            lambda: run_verify(
+                session, store.conn, deep=deep, reembed=cfg.migration.reembed_missing
+            ),
+        )
         report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
         report["rejects_file"] = str(ctx.run_dir / "rejects.jsonl")
         code = ExitCode.OK
@@ -455,12 +463,14 @@ def migrate_flow(
                 f"{rejected} records were rejected (max_rejects = {max_rejects}); "
                 f"they are in {report['rejects_file']}",
             )
-        migration.writer.set_run(
-            ctx.run_id,
-            status="ok" if code == ExitCode.OK else "failed",
-            phase="done",
-            counts=report["counts"],
-            finished=True,
+        migration.resilient(
+            fp,
+            lambda: migration.set_run(
+                status="ok" if code == ExitCode.OK else "failed",
+                phase="done",
+                counts=report["counts"],
+                finished=True,
+            ),
         )
         return code
     except RbmigrateError as exc:
@@ -565,7 +575,7 @@ def verify(cfg: Config, *, deep: bool = False, **kw: Any) -> Outcome:
     return run_command(cfg, "verify", lambda c, r: verify_body(c, r, deep=deep), **kw)
 
 
-def rollback_body(ctx: RunContext, report: dict[str, Any], run_id: str) -> ExitCode:
+def rollback_body(ctx: RunContext, report: dict[str, Any], target_run: str) -> ExitCode:
     from rbmigrate.engine.rollback import rollback as do_rollback
 
     cfg = ctx.cfg
@@ -580,12 +590,13 @@ def rollback_body(ctx: RunContext, report: dict[str, Any], run_id: str) -> ExitC
                 "kind": resolved.kind,
                 "location": resolved.shown(),
             }
-            result = do_rollback(conn, cfg.target.schema, run_id)
-            report["rollback"] = {"run_id": run_id, **result.as_dict()}
+            result = do_rollback(conn, cfg.target.schema, target_run)
+            report["rollback"] = {"run_id": target_run, **result.as_dict()}
     finally:
         resolved.close()
     return ExitCode.OK
 
 
-def rollback(cfg: Config, run_id: str, **kw: Any) -> Outcome:
-    return run_command(cfg, "rollback", lambda c, r: rollback_body(c, r, run_id), **kw)
+def rollback(cfg: Config, target_run: str, **kw: Any) -> Outcome:
+    """Undo the run `target_run` (this rollback is itself a run with its own id and report)."""
+    return run_command(cfg, "rollback", lambda c, r: rollback_body(c, r, target_run), **kw)

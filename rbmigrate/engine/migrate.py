@@ -14,8 +14,9 @@ import contextlib
 import queue
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import numpy as np
@@ -33,6 +34,7 @@ from rbmigrate.target.connection import ResolvedTarget
 from rbmigrate.target.postgres import PostgresStore
 from rbmigrate.target.writer import MergeResult, PostgresWriter
 
+T = TypeVar("T")
 LEGACY = "(traces.json)"
 QUEUE_DEPTH = 2
 TASK_CACHE = 20000
@@ -44,6 +46,13 @@ class WorkItem:
     collection: CollectionInfo
     batch: PreparedBatch
     traces: list[tuple[TraceRow, np.ndarray | None]]
+
+
+@dataclass
+class AfterWrite:
+    parents_missing: int = 0
+    deleted: int | None = None
+    built: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -304,6 +313,56 @@ class Migration:
             f"the database stayed unreachable for {sum(RECONNECT_DELAYS)}s: {last}",
             hint=f"everything up to the last checkpoint is committed; {self.ctx.resume_hint()}",
         )
+
+    def resilient(self, fp: str, step: Callable[[], T]) -> T:
+        """Run an idempotent step; on a lost connection reconnect and run it again."""
+        while True:
+            try:
+                return step()
+            except Interrupted:
+                raise
+            except BaseException as exc:
+                if not transient(exc):
+                    raise
+                self.writer = self.reconnect(fp, exc)
+                if self.session.store is not None:
+                    self.session.store.reconnect()
+
+    def set_run(self, **fields: Any) -> None:
+        assert self.writer is not None
+        self.writer.set_run(self.run_id, **fields)
+
+    def after_write(self, fp: str, *, with_deletes: bool) -> AfterWrite:
+        """Link late parents, delete what the source lost (if asked), build deferred indexes."""
+        from rbmigrate.target.indexes import build_indexes, pending_indexes
+
+        names = [c.name for c in self.session.selected]
+        out = AfterWrite()
+        out.parents_missing = self.resilient(fp, lambda: self.writer.resolve_parents(names))  # type: ignore[union-attr]
+        if with_deletes:
+            with self.ctx.phase("delete-missing", unit="rows") as counter:
+                out.deleted = self.resilient(
+                    fp,
+                    lambda: self.writer.delete_missing(  # type: ignore[union-attr]
+                        self.run_id, names, self.session.index.source_ids()
+                    ),
+                )
+                counter[0] = out.deleted
+        schema = self.cfg.target.schema
+        if self.resilient(fp, lambda: pending_indexes(self.writer.conn, schema, self.run_id)):  # type: ignore[union-attr]
+            self.set_run(phase="index")
+            with self.ctx.phase("index", unit="tuples") as counter:
+                out.built = self.resilient(
+                    fp,
+                    lambda: build_indexes(
+                        self.resolved.dsn,
+                        schema,
+                        self.run_id,
+                        lambda name, done, total: self.ctx.progress("index", done, total, "tuples"),
+                    ),
+                )
+                counter[0] = len(out.built)
+        return out
 
     # --- the write loop ------------------------------------------------------------------
     def run(self, fp: str) -> None:

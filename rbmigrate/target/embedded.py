@@ -248,10 +248,13 @@ class EmbeddedPostgres:
 
     def restart(self) -> None:
         """Stop and start again (fault tests: a server restart in the middle of a run)."""
+        log = str(self.pgdata / "server.log")  # without -l the server keeps our pipes open
         self._cmd(
             "pg_ctl",
             "-D",
             str(self.pgdata),
+            "-l",
+            log,
             "-m",
             "fast",
             "-w",

@@ -37,6 +37,11 @@ class PostgresStore:
         self.conn = connect(resolved.dsn, autocommit=True, schema=schema)
         self.tables_exist = False
 
+    def reconnect(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
+        self.conn = connect(self.resolved.dsn, autocommit=True, schema=self.schema)
+
     def refresh_types(self) -> None:
         """After the bootstrap created the vector extension, teach this connection the type."""
         from pgvector.psycopg import register_vector

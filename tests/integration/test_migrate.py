@@ -1,0 +1,377 @@
+"""Migrate on real parts: every rule lands as specified, counts reconcile, re-runs are
+no-ops, changes update exactly what changed, rollback restores the target exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from uuid import UUID, uuid5
+
+import chromadb
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from rbmigrate.records.ids import NAMESPACE
+from tests.support.cases import MISSING_ID, NAN_ID, T1, cases, uid, write_cases_store
+from tests.support.cli import Result, run_cli
+from tests.support.stores import item, rb_metadata, write_store
+
+
+def migrate(store: Path, db_url: str, data_dir: Path, *extra: str, **env: str) -> Result:
+    return run_cli(
+        [
+            "--headless",
+            "migrate",
+            "--chroma-path",
+            str(store),
+            "--db-url",
+            db_url,
+            "--json",
+            *extra,
+        ],
+        data_dir,
+        **env,
+    )
+
+
+def rows(db_url: str, sql: str, *params: object) -> list[tuple]:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET search_path TO public, extensions")
+        register_vector(conn)
+        return conn.execute(sql, params).fetchall()
+
+
+def memory(db_url: str, source_id: str) -> dict:
+    got = rows(db_url, "SELECT to_jsonb(m) FROM memory_items m WHERE source_id = %s", source_id)
+    assert len(got) == 1, f"{source_id}: {len(got)} rows"
+    return got[0][0]
+
+
+def table_state(db_url: str) -> list[tuple]:
+    """Every row of both tables, for before/after equality."""
+    return rows(
+        db_url,
+        "SELECT 'm', id::text, to_jsonb(m)::text FROM memory_items m UNION ALL "
+        "SELECT 't', id::text, to_jsonb(t)::text FROM reasoning_traces t ORDER BY 1, 2",
+    )
+
+
+def assert_reconciles(report: dict) -> None:
+    c = report["counts"]
+    assert (
+        c["source_records"]
+        == c["inserted"] + c["updated"] + c["unchanged"] + c["rejected"] + c["skipped"]
+    ), c
+
+
+@pytest.fixture
+def cases_store(tmp_path: Path) -> Path:
+    return write_cases_store(tmp_path / "cases")
+
+
+def test_every_rule_lands_as_specified(cases_store, db_url, data_dir):
+    res = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1")
+    assert res.code == 0, res.err
+    report = res.json()
+    assert_reconciles(report)
+    assert report["verify"]["ok"] and report["verify"]["checked"] == report["counts"]["inserted"]
+    assert report["rejects_by_code"] == {
+        "invalid_outcome": 1,
+        "non_finite_embedding": 1,
+        "duplicate_id": 1,
+    }
+    # ids: canonical UUIDs, uuid5 for others, Chroma ids verbatim
+    assert memory(db_url, "legacy-memory-7")["id"] == str(
+        uuid5(NAMESPACE, "reasoning_memories/legacy-memory-7")
+    )
+    assert memory(db_url, uid(24).upper())["id"] == uid(24)
+    trace = rows(db_url, "SELECT id, source_id FROM reasoning_traces WHERE source_id = 'trace-abc'")
+    assert trace == [(uuid5(NAMESPACE, "trace/trace-abc"), "trace-abc")]
+    synthetic = memory(db_url, uid(4))["trace_id"]
+    meta = rows(db_url, "SELECT metadata FROM reasoning_traces WHERE id = %s", synthetic)[0][0]
+    assert meta["synthetic"]["memory_source_id"] == uid(4)
+    # text and JSON made storable
+    assert memory(db_url, uid(5))["title"] == "Title"
+    assert "\ufffd" in memory(db_url, uid(6))["title"]
+    assert memory(db_url, uid(7))["error_context"] == {"score": None}
+    assert memory(db_url, uid(8))["title"] == "Recovered title"
+    # enums, vectors, times
+    m12 = memory(db_url, uid(12))
+    assert (
+        m12["difficulty_level"] is None
+        and m12["metadata"]["original"]["difficulty_level"] == "legendary"
+    )
+    zero = rows(db_url, "SELECT content_embedding FROM memory_items WHERE source_id = %s", uid(14))[
+        0
+    ][0]
+    assert not np.any(zero.to_numpy())
+    reembedded = rows(
+        db_url,
+        "SELECT content_embedding, metadata FROM memory_items WHERE source_id = %s",
+        MISSING_ID,
+    )[0]
+    assert (
+        abs(np.linalg.norm(reembedded[0].to_numpy()) - 1) < 1e-3
+        and reembedded[1]["reembedded"] is True
+    )
+    m16 = memory(db_url, uid(16))
+    assert m16["metadata"]["original"]["created_at"] == "someday"
+    assert m16["created_at"].startswith("2025-03-01T10:00:00")  # the trace's time
+    # parents: a child before its parent resolves; a dangling one is kept in metadata
+    assert memory(db_url, uid(18))["parent_memory_id"] == uid(19)
+    m17 = memory(db_url, uid(17))
+    assert m17["parent_memory_id"] is None and m17["metadata"][
+        "unresolved_parent_memory_id"
+    ] == uid(999)
+    assert report["warnings_by_code"]["parent_not_found"] == 1
+    assert memory(db_url, uid(20))["workspace_id"] is None
+    assert memory(db_url, uid(21))["pattern_tags"] == ["a", "b"]
+    assert memory(db_url, uid(22))["metadata"]["original"]["memory_data_id"] == "something-else"
+    m23 = memory(db_url, uid(23))
+    assert m23["metadata"]["original"]["document"] == "a different document"
+    assert m23["metadata"]["chroma"] == {"agent": "x"}
+    # rejects: in rejects.jsonl with the original record, never in the target
+    lines = [json.loads(x) for x in Path(report["rejects_file"]).read_text().splitlines()]
+    assert sorted(x["code"] for x in lines) == [
+        "duplicate_id",
+        "invalid_outcome",
+        "non_finite_embedding",
+    ]
+    nan = next(x for x in lines if x["source_id"] == NAN_ID)
+    assert (
+        nan["record"]["document"]
+        and nan["record"]["metadata"]["trace_id"] == "aaaaaaaa-0000-4000-8000-000000000002"
+    )
+    assert rows(db_url, "SELECT count(*) FROM memory_items WHERE source_id = %s", uid(11)) == [(0,)]
+    total = rows(db_url, "SELECT count(*), count(DISTINCT id) FROM memory_items")[0]
+    assert total == (report["counts"]["inserted"], report["counts"]["inserted"])
+    # the run is recorded
+    run = rows(
+        db_url, "SELECT status, counts FROM rbmigrate_runs WHERE run_id = %s", report["run_id"]
+    )[0]
+    assert run[0] == "ok" and run[1]["source_records"] == len(cases())
+
+
+def test_rejects_above_max_rejects_exit_1_but_keep_everything(cases_store, db_url, data_dir):
+    res = migrate(cases_store, db_url, data_dir)
+    assert res.code == 1
+    report = res.json()
+    assert report["verify"]["ok"] and report["counts"]["rejected"] == 3
+    assert "max_rejects" in res.err
+
+
+def test_rerun_is_a_noop_and_says_so(cases_store, db_url, data_dir):
+    first = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1").json()
+    before = rows(
+        db_url,
+        "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
+    )
+    res = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1")
+    second = res.json()
+    assert second["counts"]["inserted"] == second["counts"]["updated"] == 0
+    assert second["counts"]["traces_inserted"] == second["counts"]["traces_updated"] == 0
+    assert second["counts"]["unchanged"] == first["counts"]["inserted"]
+    assert any(m["code"] == "no_op" for m in second["messages"])
+    after = rows(
+        db_url,
+        "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
+    )
+    assert after == before  # not one row rewritten
+    assert_reconciles(second)
+
+
+def _small_store(path: Path, n: int = 40) -> Path:
+    recs = [
+        (
+            uid(i),
+            f"T{i}\nD\nC",
+            rb_metadata(trace_id=T1 if i % 2 else uid(1000 + i), item=item(uid(i), title=f"T{i}")),
+            None,
+        )
+        for i in range(n)
+    ]
+    return write_store(path, recs)
+
+
+def test_changed_source_updates_exactly_the_changed_rows_then_rollback(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s")
+    first = migrate(store, db_url, data_dir)
+    assert first.code == 0, first.err
+    state_after_first = table_state(db_url)
+    xmin = dict(rows(db_url, "SELECT source_id, xmin::text FROM memory_items"))
+    client = chromadb.PersistentClient(path=str(store))
+    col = client.get_collection("reasoning_memories")
+    changed = [uid(3), uid(4), uid(5)]
+    col.update(
+        ids=changed,
+        metadatas=[
+            rb_metadata(
+                trace_id=uid(1000 + int(i[-2:])) if int(i[-2:]) % 2 == 0 else T1,
+                item=item(i, title="edited"),
+            )
+            for i in changed
+        ],
+    )
+    col.add(
+        ids=[uid(90), uid(91)],
+        embeddings=[np.ones(384, dtype=np.float32) / 384**0.5] * 2,
+        documents=["n\nn\nn"] * 2,
+        metadatas=[rb_metadata(item=item(uid(90))), rb_metadata(item=item(uid(91)))],
+    )
+    col.delete(ids=[uid(7)])
+    client.clear_system_cache()
+    res = migrate(store, db_url, data_dir)
+    assert res.code == 0, res.err
+    second = res.json()
+    assert (second["counts"]["inserted"], second["counts"]["updated"]) == (2, 3)
+    assert second["counts"]["unchanged"] == 40 - 3 - 1
+    assert second["verify"]["extra"] == 1  # uid(7) is gone from the source, kept in the target
+    now = dict(rows(db_url, "SELECT source_id, xmin::text FROM memory_items"))
+    touched = {sid for sid, x in now.items() if xmin.get(sid) != x}
+    assert touched == set(changed) | {uid(90), uid(91)}
+    assert memory(db_url, uid(3))["title"] == "edited"
+    # rollback of the second run restores the target exactly as the first left it
+    back = run_cli(
+        ["--headless", "rollback", second["run_id"], "--db-url", db_url, "--json"], data_dir
+    )
+    assert back.code == 0, back.err
+    assert back.json()["rollback"]["deleted"]["memory_items"] == 2
+    assert table_state(db_url) == state_after_first
+    # delete-missing removes the deleted record, and that too can be rolled back
+    third = migrate(store, db_url, data_dir, "--delete-missing").json()
+    assert (
+        third["counts"]["deleted"] == 1 and third["verify"]["ok"] and third["verify"]["extra"] == 0
+    )
+    assert rows(db_url, "SELECT count(*) FROM memory_items WHERE source_id = %s", uid(7)) == [(0,)]
+
+
+def test_rollback_refuses_when_a_later_run_touched_the_rows(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s", 10)
+    first = migrate(store, db_url, data_dir).json()
+    client = chromadb.PersistentClient(path=str(store))
+    client.get_collection("reasoning_memories").update(
+        ids=[uid(1)], metadatas=[rb_metadata(trace_id=T1, item=item(uid(1), title="again"))]
+    )
+    client.clear_system_cache()
+    assert migrate(store, db_url, data_dir).json()["counts"]["updated"] == 1
+    res = run_cli(["--headless", "rollback", first["run_id"], "--db-url", db_url], data_dir)
+    assert res.code == 2 and "later run" in res.err
+    res = run_cli(["--headless", "rollback", "no-such-run", "--db-url", db_url], data_dir)
+    assert res.code == 2 and "does not exist" in res.err
+
+
+def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s", 30)
+    report = migrate(store, db_url, data_dir).json()
+    assert report["timings_s"].get("index") is not None
+    idx = dict(
+        rows(
+            db_url,
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN "
+            "('idx_memories_embedding', 'idx_traces_embedding', 'idx_memories_tags')",
+        )
+    )
+    assert "hnsw" in idx["idx_memories_embedding"] and "hnsw" in idx["idx_traces_embedding"]
+    assert rows(
+        db_url, "SELECT deferred_indexes FROM rbmigrate_runs WHERE run_id = %s", report["run_id"]
+    ) == [([],)]
+    oid = rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid")
+    client = chromadb.PersistentClient(path=str(store))
+    client.get_collection("reasoning_memories").add(
+        ids=[uid(77)],
+        embeddings=[np.ones(384, dtype=np.float32)],
+        documents=["a\nb\nc"],
+        metadatas=[rb_metadata(item=item(uid(77)))],
+    )
+    client.clear_system_cache()
+    second = migrate(store, db_url, data_dir).json()
+    assert second["counts"]["inserted"] == 1 and "index" not in second["timings_s"]
+    assert rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid") == oid
+
+
+def test_retry_rejects_after_a_fix(cases_store, db_url, data_dir):
+    first = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1").json()
+    rejects = first["rejects_file"]
+    res = run_cli(
+        [
+            "--headless",
+            "migrate",
+            "--chroma-path",
+            str(cases_store),
+            "--db-url",
+            db_url,
+            "--retry-rejects",
+            rejects,
+            "--max-rejects",
+            "-1",
+            "--json",
+        ],
+        data_dir,
+        RBMIGRATE_OUTCOME_MAP='{"won": "success"}',
+    )
+    assert res.code == 0, res.err
+    retry = res.json()
+    assert retry["counts"]["inserted"] == 1  # the invalid outcome, now mapped
+    assert memory(db_url, uid(11))["source_id"] == uid(11)
+
+
+def test_resume_with_nothing_to_resume_starts_a_new_run(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s", 5)
+    res = migrate(store, db_url, data_dir, "--resume")
+    assert res.code == 0, res.err
+    assert any("starting a new run" in m["text"] for m in res.json()["messages"])
+    assert res.json()["counts"]["inserted"] == 5
+
+
+def test_pipeline_plans_migrates_verifies(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s", 12)
+    res = run_cli(
+        ["--headless", "--chroma-path", str(store), "--db-url", db_url, "--json"], data_dir
+    )
+    assert res.code == 0, res.err
+    report = res.json()
+    assert report["command"] == "headless"
+    assert (
+        report["plan"]["new"] == 12
+        and report["counts"]["inserted"] == 12
+        and report["verify"]["ok"]
+    )
+    assert report["schema"]["applied"]
+    assert_reconciles(report)
+    deep = run_cli(
+        [
+            "--headless",
+            "verify",
+            "--deep",
+            "--chroma-path",
+            str(store),
+            "--db-url",
+            db_url,
+            "--json",
+        ],
+        data_dir,
+    )
+    assert deep.code == 0, deep.err
+    assert deep.json()["verify"]["vectors_compared"] == 12
+
+
+def test_verify_catches_a_tampered_row(tmp_path, db_url, data_dir):
+    store = _small_store(tmp_path / "s", 8)
+    assert migrate(store, db_url, data_dir).code == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE memory_items SET content = 'tampered' WHERE source_id = %s", (uid(2),))
+        conn.execute("DELETE FROM memory_items WHERE source_id = %s", (uid(3),))
+    res = run_cli(
+        ["--headless", "verify", "--chroma-path", str(store), "--db-url", db_url, "--json"],
+        data_dir,
+    )
+    assert res.code == 1
+    v = res.json()["verify"]
+    assert (v["missing"], v["mismatched"]) == (1, 1)
+    assert v["samples"]["mismatched"] == [f"reasoning_memories/{uid(2)}"]
+
+
+def test_uuid_helper_matches_stdlib():
+    assert uuid5(NAMESPACE, "x/y") == UUID(str(uuid5(NAMESPACE, "x/y")))
