@@ -16,10 +16,8 @@ from typing import Any
 
 import psycopg
 
-from rbmigrate import __version__
 from rbmigrate.config import Config
 from rbmigrate.engine.context import RunContext, private_file
-from rbmigrate.engine.migrate import Migration
 from rbmigrate.engine.plan import plan_section, run_plan
 from rbmigrate.engine.report import new_report, set_warnings
 from rbmigrate.engine.session import Session
@@ -248,263 +246,6 @@ def schema_sql(cfg: Config) -> str:
 # --- migrate, and the headless pipeline -----------------------------------------------------
 
 
-def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> None:
-    """Bootstrap the target when its schema is missing or partial; refuse when incompatible."""
-    status = session.schema
-    if status is None or session.store is None:
-        return
-    if status.problems:
-        raise incompatible_error(status)
-    if status.missing:
-        with ctx.phase("bootstrap", unit="objects") as done:
-            ctx.log(
-                "info", f"creating {len(status.missing)} schema objects in {ctx.cfg.target.schema}"
-            )
-            after = apply_schema(session.store.conn, ctx.cfg.target.schema, session.dimension)
-            done[0] = len(status.missing)
-        report["schema"] = {
-            "before": status.as_dict(),
-            "after": after.as_dict(),
-            "dimension": session.dimension,
-            "applied": True,
-        }
-        session.store.refresh_types()
-        session.schema = session.store.schema_status(session.dimension)
-
-
-def refuse_problems(session: Session) -> None:
-    """Refused collections stop a migration before anything is written."""
-    for p in session.problems:
-        if p.refused and p.code == "collection_dimension_mismatch":
-            raise SchemaError(
-                f"{p.message}.",
-                title="Dimension mismatch",
-                hint="migrate that collection into another schema (--schema), or deselect it.",
-            )
-        if p.refused:
-            raise SourceError(
-                f"{p.message}.",
-                title="Collection refused",
-                hint="deselect it: name the collections to migrate with --collection.",
-            )
-
-
-def fill_counts(
-    report: dict[str, Any], session: Session, migration: Migration, parents_missing: int
-) -> int:
-    totals: Counter[str] = Counter()
-    warnings: Counter[str] = Counter(session.trace_warnings)
-    rejects: Counter[str] = Counter()
-    for tally in migration.tallies.values():
-        for key in (
-            "records",
-            "inserted",
-            "updated",
-            "unchanged",
-            "rejected",
-            "skipped",
-            "traces_inserted",
-            "traces_updated",
-        ):
-            totals[key] += getattr(tally, key)
-        warnings.update(tally.warnings)
-        rejects.update(tally.rejects)
-    if parents_missing:
-        warnings["parent_not_found"] = parents_missing
-    unselected = sum(c.count for c in session.unselected())
-    report["counts"].update(
-        {
-            "source_records": totals["records"] + unselected,
-            "inserted": totals["inserted"],
-            "updated": totals["updated"],
-            "unchanged": totals["unchanged"],
-            "rejected": totals["rejected"],
-            "skipped": totals["skipped"] + unselected,
-            "traces_inserted": totals["traces_inserted"],
-            "traces_updated": totals["traces_updated"],
-        }
-    )
-    report["rejects_by_code"] = {k: v for k, v in sorted(rejects.items()) if v}
-    set_warnings(report, warnings)
-    if session.source.kind == "http":  # no snapshot: reconcile with the counts taken at the start
-        for coll in session.selected:
-            read = migration.read_counts.get(coll.name, 0)
-            if read and read != coll.count:
-                ctx = session.ctx
-                ctx.log(
-                    "warning",
-                    f"{coll.name} had {coll.count} records at the start and {read} were "
-                    "read: the server was written to during the run",
-                    code="source_changed",
-                )
-    return totals["rejected"]
-
-
-def migrate_flow(
-    ctx: RunContext,
-    report: dict[str, Any],
-    *,
-    with_plan: bool,
-    resume: str | None = None,
-    deep: bool = False,
-    retry_rejects: str | None = None,
-) -> ExitCode:
-    from rbmigrate.embeddings import shared_embedder
-    from rbmigrate.engine.migrate import Migration
-    from rbmigrate.engine.rejects import read_rejects
-    from rbmigrate.engine.runs import choose_run, fingerprint
-    from rbmigrate.engine.verify import run_verify
-    from rbmigrate.target.indexes import defer_indexes
-    from rbmigrate.target.postgres import PostgresStore
-
-    cfg = ctx.cfg
-    with ctx.phase("connect", unit="steps"):
-        resolved = resolve_target(cfg)
-        try:
-            store = PostgresStore(resolved, cfg.target.schema)
-        except BaseException:
-            resolved.close()
-            raise
-    fp = fingerprint(cfg)
-    if retry_rejects is None:
-        choice = choose_run(store.conn, cfg.target.schema, fp, resume)
-        if choice.message:
-            ctx.log("info", choice.message, code="resume")
-        if choice.run_id:
-            ctx.adopt(choice.run_id)
-            report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
-        resumed = choice.resumed
-    else:
-        resumed = False
-    session = Session.open(ctx, store=store, resolved=resolved)
-    migration: Migration | None = None
-    try:
-        report["source"] = session.source.describe()
-        report["target"] = store.describe()
-        refuse_problems(session)
-        ensure_schema(ctx, session, report)
-        report["target"] = store.describe()
-        records = list(read_rejects(Path(retry_rejects))) if retry_rejects else None
-        if records is not None:
-            names = {r.collection for r in records}
-            session.selected = [c for c in session.selected if c.name in names]
-        if with_plan:
-            result = run_plan(session)
-            report["plan"] = plan_section(session, result)
-        else:
-            session.scan()
-        embedder = shared_embedder(cfg)
-        embedder.check_dimension(session.dimension, "the target")
-        migration = Migration(session, resolved, ctx.run_id, embedder, records=records)
-        from rbmigrate.target.writer import PostgresWriter
-
-        registrar = PostgresWriter(resolved.dsn, cfg.target.schema)
-        try:
-            registrar.register_run(
-                ctx.run_id,
-                ctx.command,
-                fp,
-                report["source"],
-                report["target"],
-                cfg.redacted(),
-                __version__,
-            )
-            if not resumed and registrar.is_empty():
-                deferred = defer_indexes(registrar.conn, cfg.target.schema, ctx.run_id)
-                if deferred:
-                    ctx.log(
-                        "info",
-                        "initial load: building "
-                        + ", ".join(d["name"] for d in deferred)
-                        + " after the data",
-                    )
-        finally:
-            registrar.close()
-        try:
-            with ctx.phase("write", total=sum(c.count for c in session.selected)) as counter:
-                migration.run(fp)
-                counter[0] = sum(t.records for t in migration.tallies.values())
-        except Interrupted:
-            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "interrupted")
-            raise
-        after = migration.after_write(
-            fp, with_deletes=cfg.migration.delete_missing and records is None
-        )
-        if after.deleted is not None:
-            report["counts"]["deleted"] = after.deleted
-        rejected = fill_counts(report, session, migration, after.parents_missing)
-        c = report["counts"]
-        if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
-            ctx.log("info", "nothing to write: the target already holds every record", code="no_op")
-        if migration.tasks is not None:
-            report["counts"]["tasks_encoded"] = migration.tasks.encoded
-        migration.resilient(fp, lambda: migration.set_run(phase="verify", counts=report["counts"]))
-        verify = migration.resilient(
-            fp,
-            lambda: run_verify(
-                session, store.conn, deep=deep, reembed=cfg.migration.reembed_missing
-            ),
-        )
-        report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
-        report["rejects_file"] = str(ctx.run_dir / "rejects.jsonl")
-        code = ExitCode.OK
-        if not report["verify"]["ok"]:
-            code = ExitCode.VERIFY_FAILED
-            ctx.log(
-                "error",
-                f"verification failed: {verify.missing} missing, {verify.mismatched} mismatched "
-                f"(see verify.samples in the report)",
-            )
-        max_rejects = cfg.migration.max_rejects
-        if max_rejects >= 0 and rejected > max_rejects:
-            code = ExitCode.VERIFY_FAILED
-            ctx.log(
-                "error",
-                f"{rejected} records were rejected (max_rejects = {max_rejects}); "
-                f"they are in {report['rejects_file']}",
-            )
-        migration.resilient(
-            fp,
-            lambda: migration.set_run(
-                status="ok" if code == ExitCode.OK else "failed",
-                phase="done",
-                counts=report["counts"],
-                finished=True,
-            ),
-        )
-        return code
-    except RbmigrateError as exc:
-        if not isinstance(exc, Interrupted):
-            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "failed")
-        raise
-    finally:
-        if migration is not None:
-            _copy_rejects(ctx, report)
-            migration.close()
-        session.close()
-
-
-def _mark(dsn: str, schema: str, run_id: str, status: str) -> None:
-    """Best effort: record how a run ended (the connection may be what failed)."""
-    import contextlib
-
-    from rbmigrate.target.writer import PostgresWriter
-
-    with contextlib.suppress(Exception):
-        w = PostgresWriter(dsn, schema)
-        w.set_run(run_id, status=status)
-        w.close()
-
-
-def _copy_rejects(ctx: RunContext, report: dict[str, Any]) -> None:
-    target = getattr(ctx, "rejects_copy", None)
-    if target and (ctx.run_dir / "rejects.jsonl").exists():
-        import shutil
-
-        shutil.copyfile(ctx.run_dir / "rejects.jsonl", target)
-        report["rejects_copy"] = str(target)
-
-
 def migrate(
     cfg: Config,
     *,
@@ -514,13 +255,16 @@ def migrate(
     rejects_path: str | None = None,
     **kw: Any,
 ) -> Outcome:
-    def body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
-        ctx.rejects_copy = rejects_path  # type: ignore[attr-defined]
-        return migrate_flow(
-            ctx, report, with_plan=False, resume=resume, deep=deep, retry_rejects=retry_rejects
-        )
+    from rbmigrate.engine.pipeline import MigrateOptions, migrate_flow
 
-    return run_command(cfg, "migrate", body, **kw)
+    opts = MigrateOptions(
+        with_plan=False,
+        resume=resume,
+        deep=deep,
+        retry_rejects=retry_rejects,
+        rejects_path=rejects_path,
+    )
+    return run_command(cfg, "migrate", lambda c, r: migrate_flow(c, r, opts), **kw)
 
 
 def pipeline(
@@ -531,11 +275,11 @@ def pipeline(
     rejects_path: str | None = None,
     **kw: Any,
 ) -> Outcome:
-    def body(ctx: RunContext, report: dict[str, Any]) -> ExitCode:
-        ctx.rejects_copy = rejects_path  # type: ignore[attr-defined]
-        return migrate_flow(ctx, report, with_plan=True, resume=resume, deep=deep)
+    """bootstrap if needed -> plan -> migrate -> verify (the plan comes from the migration pass)."""
+    from rbmigrate.engine.pipeline import MigrateOptions, migrate_flow
 
-    return run_command(cfg, "headless", body, **kw)
+    opts = MigrateOptions(with_plan=True, resume=resume, deep=deep, rejects_path=rejects_path)
+    return run_command(cfg, "headless", lambda c, r: migrate_flow(c, r, opts), **kw)
 
 
 # --- verify and rollback ----------------------------------------------------------------------

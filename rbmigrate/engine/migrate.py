@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections import Counter, OrderedDict
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,9 +24,11 @@ import numpy as np
 import psycopg
 
 from rbmigrate.embeddings import Embedder
+from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.prepare import PreparedBatch, prepare_batch
 from rbmigrate.engine.rejects import RejectsLog, entry
 from rbmigrate.engine.session import Session
+from rbmigrate.engine.task_embeddings import TaskEmbeddingFill
 from rbmigrate.errors import Interrupted, TargetConnectionError
 from rbmigrate.records.codes import Reject
 from rbmigrate.records.model import MemoryRow, SourceRecord, TraceRow
@@ -53,6 +56,7 @@ class AfterWrite:
     parents_missing: int = 0
     deleted: int | None = None
     built: list[str] = field(default_factory=list)
+    tasks_encoded: int = 0
 
 
 @dataclass
@@ -126,30 +130,6 @@ def compose_document(row: MemoryRow) -> str:
     return f"{row.title}\n{row.description or ''}\n{row.content}"
 
 
-class TaskEncoder:
-    """Trace task embeddings: deduplicated by text, with a bounded cache across batches."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.encoded = 0
-
-    def encode(self, tasks: list[str]) -> dict[str, np.ndarray]:
-        missing = [t for t in dict.fromkeys(tasks) if t not in self.cache]
-        if missing:
-            vectors = self.embedder.encode(missing)
-            self.encoded += len(missing)
-            for text, vec in zip(missing, vectors, strict=True):
-                self.cache[text] = vec
-        out = {}
-        for text in tasks:
-            self.cache.move_to_end(text)
-            out[text] = self.cache[text]
-        while len(self.cache) > TASK_CACHE:
-            self.cache.popitem(last=False)
-        return out
-
-
 class BatchProducer(threading.Thread):
     """The CPU side: read, normalize, embed. Talks to the writer only through the queue."""
 
@@ -158,7 +138,7 @@ class BatchProducer(threading.Thread):
         session: Session,
         plan: list[tuple[CollectionInfo, int]],
         lookup: PostgresStore,
-        tasks: TaskEncoder | None,
+        embedder: Embedder | None,
         out: queue.Queue[Any],
         reembed: bool,
         records: list[SourceRecord] | None = None,
@@ -167,7 +147,7 @@ class BatchProducer(threading.Thread):
         self.session = session
         self.plan = plan
         self.lookup = lookup
-        self.tasks = tasks
+        self.embedder = embedder
         self.out = out
         self.reembed = reembed
         self.records = records
@@ -214,8 +194,8 @@ class BatchProducer(threading.Thread):
 
     def _embed_missing(self, rows: list[MemoryRow]) -> None:
         need = [r for r in rows if r.needs_embedding]
-        if need and self.tasks is not None:
-            vectors = self.tasks.embedder.encode([compose_document(r) for r in need])
+        if need and self.embedder is not None:
+            vectors = self.embedder.encode([compose_document(r) for r in need])
             for row, vec in zip(need, vectors, strict=True):
                 row.embedding = vec
 
@@ -227,8 +207,7 @@ class BatchProducer(threading.Thread):
         existing = self.lookup.trace_hashes(list(found))
         todo = [t for t in found.values() if existing.get(t.id, "absent") != t.source_hash]
         self.scheduled |= wanted
-        vectors = self.tasks.encode([t.task for t in todo]) if self.tasks is not None else {}
-        return [(t, vectors.get(t.task)) for t in todo]
+        return [(t, None) for t in todo]  # task embeddings come from TaskEmbeddingFill
 
     def _unreferenced_traces(self) -> list[tuple[TraceRow, np.ndarray | None]]:
         """Traces from traces.json that no migrated memory refers to."""
@@ -238,9 +217,7 @@ class BatchProducer(threading.Thread):
         if not out:
             return []
         existing = self.lookup.trace_hashes([t.id for t in out])
-        todo = [t for t in out if existing.get(t.id, "absent") != t.source_hash]
-        vectors = self.tasks.encode([t.task for t in todo]) if self.tasks is not None else {}
-        return [(t, vectors.get(t.task)) for t in todo]
+        return [(t, None) for t in out if existing.get(t.id, "absent") != t.source_hash]
 
 
 def transient(exc: BaseException) -> bool:
@@ -267,10 +244,11 @@ class Migration:
         self.resolved = resolved
         self.run_id = run_id
         self.embedder = embedder
-        self.tasks = TaskEncoder(embedder) if embedder is not None else None
+        self.fill: TaskEmbeddingFill | None = None
         self.records = records
         self.tallies: dict[str, Tally] = {}
         self.rejects = RejectsLog(self.ctx.run_dir / "rejects.jsonl")
+        self.expected = ExpectedRows(self.ctx.run_dir / "expected.sqlite")
         self.writer: PostgresWriter | None = None
         self.read_counts: Counter[str] = Counter()
 
@@ -333,36 +311,87 @@ class Migration:
         self.writer.set_run(self.run_id, **fields)
 
     def after_write(self, fp: str, *, with_deletes: bool) -> AfterWrite:
-        """Link late parents, delete what the source lost (if asked), build deferred indexes."""
-        from rbmigrate.target.indexes import build_indexes, pending_indexes
-
+        """Link late parents, delete what the source lost (if asked), fill task embeddings
+        while the memory indexes build, then build the trace index."""
         names = [c.name for c in self.session.selected]
         out = AfterWrite()
-        out.parents_missing = self.resilient(fp, lambda: self.writer.resolve_parents(names))  # type: ignore[union-attr]
+        out.parents_missing = self.resilient(fp, lambda: self._writer().resolve_parents(names))
         if with_deletes:
             with self.ctx.phase("delete-missing", unit="rows") as counter:
                 out.deleted = self.resilient(
                     fp,
-                    lambda: self.writer.delete_missing(  # type: ignore[union-attr]
+                    lambda: self._writer().delete_missing(
                         self.run_id, names, self.session.index.source_ids()
                     ),
                 )
                 counter[0] = out.deleted
-        schema = self.cfg.target.schema
-        if self.resilient(fp, lambda: pending_indexes(self.writer.conn, schema, self.run_id)):  # type: ignore[union-attr]
-            self.set_run(phase="index")
-            with self.ctx.phase("index", unit="tuples") as counter:
-                out.built = self.resilient(
-                    fp,
-                    lambda: build_indexes(
-                        self.resolved.dsn,
-                        schema,
-                        self.run_id,
-                        lambda name, done, total: self.ctx.progress("index", done, total, "tuples"),
-                    ),
-                )
-                counter[0] = len(out.built)
+        if self.fill is not None:
+            self.fill.start_updating()
+        out.built += self._build(fp, ("memory_items",))
+        if self.fill is not None:
+            with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
+                while self.fill.running():
+                    self.ctx.checkpoint()
+                    self.ctx.progress(
+                        "embed", self.fill.stats.updated, self.fill.stats.needed, "tasks"
+                    )
+                    time.sleep(0.2)
+                stats = self.fill.join()
+                counter[0] = stats.updated
+                out.tasks_encoded = stats.encoded
+        out.built += self._build(fp, None)
         return out
+
+    def _writer(self) -> PostgresWriter:
+        assert self.writer is not None
+        return self.writer
+
+    def _build(self, fp: str, tables: tuple[str, ...] | None) -> list[str]:
+        """Build the run's deferred indexes (of `tables`, or all that remain)."""
+        from rbmigrate.target.indexes import build_indexes, pending_indexes
+
+        schema = self.cfg.target.schema
+        pending = self.resilient(
+            fp, lambda: pending_indexes(self._writer().conn, schema, self.run_id)
+        )
+        if not [p for p in pending if tables is None or p["table"] in tables]:
+            return []
+        self.set_run(phase="index")
+        with self.ctx.phase("index", unit="tuples") as counter:
+            built = self.resilient(
+                fp,
+                lambda: build_indexes(
+                    self.resolved.dsn,
+                    schema,
+                    self.run_id,
+                    lambda name, done, total: self.ctx.progress("index", done, total, "tuples"),
+                    tables=tables,
+                ),
+            )
+            counter[0] = len(built)
+        return built
+
+    def start_fill(self) -> None:
+        """Begin encoding the trace tasks that need an embedding, before anything is written."""
+        from rbmigrate.engine.task_embeddings import TaskEmbeddingFill, traces_needing_embeddings
+
+        if self.embedder is None:
+            return
+        assert self.session.store is not None
+        needed = traces_needing_embeddings(
+            self.session, self.session.store.conn, self.cfg.target.schema
+        )
+        if not needed:
+            return
+        self.embedder.check_dimension(self.session.dimension, "the target")
+        self.fill = TaskEmbeddingFill(
+            self.embedder,
+            self.resolved.dsn,
+            self.cfg.target.schema,
+            needed,
+            self.ctx.control.cancel,
+        )
+        self.fill.start_encoding()
 
     # --- the write loop ------------------------------------------------------------------
     def run(self, fp: str) -> None:
@@ -403,7 +432,7 @@ class Migration:
             self.session,
             plan,
             lookup,
-            self.tasks,
+            self.embedder,
             out,
             reembed=self.cfg.migration.reembed_missing and self.embedder is not None,
             records=self.records,
@@ -448,6 +477,7 @@ class Migration:
         before = self.tallies[coll].copy()
         lines = [entry(r.record, r.issue.code, r.issue.message) for r in batch.rejects]
         self.rejects.write(lines)
+        self.expected.add(batch.rows)
         pending: dict[str, Tally] = {}
 
         def finish(result: MergeResult) -> dict[str, Any]:
@@ -459,6 +489,8 @@ class Migration:
                 taken_lines.append(entry(rec, Reject.DUPLICATE_ID, msg))
                 tally.rejects[Reject.DUPLICATE_ID] += 1
             offset = self.rejects.write(taken_lines)
+            if result.taken:
+                self.expected.remove(coll, [t[0] for t in result.taken])
             accepted = len(batch.rows) - len(result.taken or [])
             tally.records += batch.records
             tally.inserted += result.memories_inserted
@@ -516,7 +548,28 @@ class Migration:
         counts["rejects_offset"] = self.rejects.offset
         self.writer.mark_done(self.run_id, coll.name, batches, counts)
 
+    def written_ids(self) -> set[UUID]:
+        """Memory rows this run inserted or updated: verify re-hashes their content."""
+        from psycopg import sql
+
+        conn = self._writer().conn
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT row_id FROM {}.rbmigrate_changes WHERE run_id = %s AND table_name = 'memory_items'"
+                " AND action IN ('insert', 'update')"
+            ).format(sql.Identifier(self.cfg.target.schema)),
+            (self.run_id,),
+        ).fetchall()
+        conn.commit()
+        return {r[0] for r in rows}
+
+    def accepted(self) -> int:
+        return sum(t.inserted + t.updated + t.unchanged for t in self.tallies.values())
+
     def close(self) -> None:
+        if self.fill is not None:
+            self.fill.stop()
         self.rejects.close()
+        self.expected.close()
         if self.writer is not None:
             self.writer.close()

@@ -19,6 +19,8 @@ from rbmigrate.target.postgres import PostgresStore
 from rbmigrate.target.schema import DEFAULT_DIMENSION, SchemaStatus
 
 SCAN_PAGE = 5000
+# what pass 1 needs of each record's metadata (see records.normalize.observe)
+SCAN_KEYS = ("trace_id", "task", "outcome", "timestamp", "workspace_id")
 
 
 @dataclass
@@ -179,7 +181,11 @@ class Session:
                 rules = self.rules(coll, reembed=False)
                 seen = 0
                 for page in self.source.reader.pages(
-                    coll, after=0, with_embeddings=False, page_size=SCAN_PAGE
+                    coll,
+                    after=0,
+                    with_embeddings=False,
+                    page_size=SCAN_PAGE,
+                    metadata_keys=SCAN_KEYS,
                 ):
                     self.ctx.checkpoint()
                     batch = []

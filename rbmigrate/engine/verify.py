@@ -3,25 +3,34 @@
 For every record the rules accept, the target must have a row with that source id whose
 stored hash *and* whose content, hashed again, equal the source record's hash (missing /
 mismatched); target rows of the collection that no source record maps to are extra.
-Counts are compared per collection and workspace. `deep` also compares every vector
-element by element. Traces are checked the same way.
+Counts are compared per collection and workspace; traces are checked the same way.
+
+The source side is either this run's own reading of the snapshot (the verify that closes a
+migration) or a fresh pass over the source (`rbmigrate verify`, and always with `deep`,
+which also compares every vector element by element).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from psycopg import sql
 
+from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.prepare import prepare_batch
 from rbmigrate.engine.session import Session
 from rbmigrate.records.hashing import memory_hash, trace_hash
+from rbmigrate.records.model import MemoryRow
 from rbmigrate.target.readback import fetch_memories, fetch_traces, memory_from_row, trace_from_row
 
 SAMPLES = 5
+
+# (source_id, expected hash, workspace, source row when read fresh)
+Expected = tuple[str, str, str | None, MemoryRow | None]
 
 
 @dataclass
@@ -33,6 +42,7 @@ class VerifyResult:
     vectors_compared: int = 0
     vector_mismatches: int = 0
     deep: bool = False
+    source: str = "snapshot"
     samples: dict[str, list[str]] = field(default_factory=dict)
     expected: Counter[tuple[str, str | None]] = field(default_factory=Counter)
     found: Counter[tuple[str, str | None]] = field(default_factory=Counter)
@@ -71,6 +81,7 @@ class VerifyResult:
             "mismatched": self.mismatched,
             "extra": self.extra,
             "deep": self.deep,
+            "source": self.source,
             "vectors_compared": self.vectors_compared,
             "vector_mismatches": self.vector_mismatches,
             "samples": self.samples,
@@ -82,51 +93,84 @@ class VerifyResult:
         }
 
 
+def _fresh(session: Session, coll: Any, reembed: bool) -> Iterator[list[Expected]]:
+    cfg = session.ctx.cfg
+    rules = session.rules(coll, reembed=reembed)
+    for page in session.source.reader.pages(
+        coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
+    ):
+        batch = prepare_batch(session, coll, rules, page, cfg.embedding.model)
+        yield [(r.source_id, r.source_hash, r.workspace_id, r) for r in batch.rows]
+        session.ctx.progress("verify", 0, None)  # keeps a UI alive on huge pages
+
+
+def _cached(expected: ExpectedRows, coll: Any, size: int) -> Iterator[list[Expected]]:
+    for page in expected.pages(coll.name, size):
+        yield [(sid, h, ws, None) for sid, h, ws in page]
+
+
 def run_verify(
-    session: Session, conn: Any, *, deep: bool = False, reembed: bool = True
+    session: Session,
+    conn: Any,
+    *,
+    deep: bool = False,
+    reembed: bool = True,
+    expected: ExpectedRows | None = None,
+    content_ids: set[Any] | None = None,
 ) -> VerifyResult:
+    """`content_ids`: rows whose content is hashed again (None: every row); the others are
+    checked by their stored hash (the verify closing a run re-hashes what the run wrote)."""
     ctx = session.ctx
     cfg = ctx.cfg
     schema = cfg.target.schema
     model = cfg.embedding.model
-    result = VerifyResult(deep=deep)
-    session.scan()
+    use_cache = expected is not None and not deep
+    result = VerifyResult(
+        deep=deep, source="this run's reading of the snapshot" if use_cache else "snapshot"
+    )
+    if not use_cache:
+        session.scan()
     total = sum(c.count for c in session.selected)
-    done = 0
     with ctx.phase("verify", total=total) as counter:
         for coll in session.selected:
-            rules = session.rules(coll, reembed=reembed)
             seen = 0
-            for page in session.source.reader.pages(
-                coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
-            ):
+            pages = (
+                _cached(expected, coll, cfg.migration.batch_size)
+                if use_cache and expected
+                else _fresh(session, coll, reembed)
+            )
+            for page in pages:
                 ctx.checkpoint()
-                batch = prepare_batch(session, coll, rules, page, model)
-                target = fetch_memories(conn, schema, coll.name, [r.source_id for r in batch.rows])
+                target = fetch_memories(conn, schema, coll.name, [e[0] for e in page])
                 conn.commit()
-                for row in batch.rows:
+                for source_id, want, workspace, row in page:
                     result.checked += 1
-                    result.expected[(coll.name, row.workspace_id)] += 1
-                    got = target.get(row.source_id)
+                    result.expected[(coll.name, workspace)] += 1
+                    got = target.get(source_id)
                     if got is None:
                         result.missing += 1
-                        result.note("missing", f"{coll.name}/{row.source_id}")
+                        result.note("missing", f"{coll.name}/{source_id}")
                         continue
                     seen += 1
                     back, stored = memory_from_row(got)
                     result.found[(coll.name, back.workspace_id)] += 1
-                    if stored != row.source_hash or memory_hash(back, model) != row.source_hash:
+                    rehash = content_ids is None or back.id in content_ids
+                    if stored != want or (rehash and memory_hash(back, model) != want):
                         result.mismatched += 1
-                        result.note("mismatched", f"{coll.name}/{row.source_id}")
-                    if deep and row.embedding is not None and not row.needs_embedding:
+                        result.note("mismatched", f"{coll.name}/{source_id}")
+                    if (
+                        deep
+                        and row is not None
+                        and row.embedding is not None
+                        and not row.needs_embedding
+                    ):
                         result.vectors_compared += 1
                         if back.embedding is None or not np.array_equal(
                             back.embedding, row.embedding
                         ):
                             result.vector_mismatches += 1
-                            result.note("vector_mismatch", f"{coll.name}/{row.source_id}")
-                done += len(page)
-                ctx.progress("verify", done, total)
+                            result.note("vector_mismatch", f"{coll.name}/{source_id}")
+                ctx.progress("verify", result.checked, total)
             in_target = conn.execute(
                 sql.SQL("SELECT count(*) FROM {}.memory_items WHERE source_collection = %s").format(
                     sql.Identifier(schema)
@@ -136,7 +180,7 @@ def run_verify(
             conn.commit()
             result.extra += max(0, int(in_target[0] if in_target else 0) - seen)
         _verify_traces(session, conn, schema, model, result)
-        counter[0] = done
+        counter[0] = result.checked
     return result
 
 

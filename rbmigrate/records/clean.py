@@ -30,6 +30,18 @@ def clean_text(value: str, found: set[str]) -> str:
     return value
 
 
+# What a JSON text must contain for its parsed value to need cleaning: an escaped or raw NUL,
+# a surrogate escape (paired or lone), NaN/Infinity, or enough brackets to nest too deep.
+_SUSPECT = re.compile(r"\\u0000|\x00|\\u[dD][89a-fA-F]|NaN|Infinity")
+
+
+def json_text_is_clean(text: str) -> bool:
+    """True when json.loads(text) is certainly storable as is (most records): skip the walk."""
+    if _SUSPECT.search(text):
+        return False
+    return text.count("{") + text.count("[") <= MAX_JSON_DEPTH
+
+
 def clean_json(value: Any, found: set[str], depth: int = 0) -> Any:
     """A copy of a JSON-like value that jsonb accepts; raises JsonTooDeep past 128 levels."""
     if depth > MAX_JSON_DEPTH:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import numpy as np
 
-from rbmigrate.records.clean import JsonTooDeep, clean_json, clean_text
+from rbmigrate.records.clean import JsonTooDeep, clean_json, clean_text, json_text_is_clean
 from rbmigrate.records.codes import Reject, Warn
 from rbmigrate.records.ids import (
     DIFFICULTIES,
@@ -146,23 +146,24 @@ def observe(
     )
 
 
-def _parse_memory_data(raw: Any, notes: _Notes) -> dict[str, Any] | None:
+def _parse_memory_data(raw: Any, notes: _Notes) -> tuple[dict[str, Any] | None, bool]:
+    """(the parsed item, whether it still needs cleaning)."""
     if raw is None:
         notes.warn(Warn.MEMORY_DATA_MISSING, "metadata has no memory_data")
-        return None
+        return None, False
     value = raw
     if isinstance(raw, str):
         try:
             value = json.loads(raw)
         except (ValueError, RecursionError):
             notes.warn(Warn.MEMORY_DATA_INVALID, "memory_data is not valid JSON")
-            return None
+            return None, False
     if not isinstance(value, dict):
         notes.warn(
             Warn.MEMORY_DATA_INVALID, f"memory_data is a JSON {type(value).__name__}, not an object"
         )
-        return None
-    return value
+        return None, False
+    return value, not (isinstance(raw, str) and json_text_is_clean(raw))
 
 
 def _split_document(document: str) -> tuple[str, str | None, str]:
@@ -342,9 +343,9 @@ def _normalize(record: SourceRecord, ctx: RuleContext) -> Normalized:
     elif observation.raw_trace_id is not None and as_uuid(observation.raw_trace_id) is None:
         notes.warn(Warn.NON_UUID_TRACE_ID, f"trace_id {observation.raw_trace_id!r} is not a UUID")
 
-    item = _parse_memory_data(meta.get("memory_data"), notes)
+    item, dirty = _parse_memory_data(meta.get("memory_data"), notes)
     try:
-        item = clean_json(item, found) if item is not None else None
+        item = clean_json(item, found) if item is not None and dirty else item
     except JsonTooDeep as exc:
         return rejected(Issue(Reject.JSON_TOO_DEEP, f"memory_data: {exc}"))
     document = clean_text(record.document, found) if record.document is not None else None

@@ -68,7 +68,13 @@ class Reader(Protocol):
     def collections(self) -> list[CollectionInfo]: ...
 
     def pages(
-        self, collection: CollectionInfo, *, after: int, with_embeddings: bool, page_size: int
+        self,
+        collection: CollectionInfo,
+        *,
+        after: int,
+        with_embeddings: bool,
+        page_size: int,
+        metadata_keys: tuple[str, ...] | None = None,
     ) -> Iterator[list[SourceRecord]]:
         """Records after position `after`, in a stable order, `page_size` at a time."""
         ...

@@ -153,8 +153,15 @@ class ChromaApiReader:
         return out
 
     def pages(
-        self, collection: CollectionInfo, *, after: int, with_embeddings: bool, page_size: int
+        self,
+        collection: CollectionInfo,
+        *,
+        after: int,
+        with_embeddings: bool,
+        page_size: int,
+        metadata_keys: tuple[str, ...] | None = None,
     ) -> Iterator[list[SourceRecord]]:
+        """chromadb returns whole metadata; `metadata_keys` is a hint it cannot use."""
         col = self._collection(collection.name)
         include = ["documents", "metadatas"] + (["embeddings"] if with_embeddings else [])
         size = min(page_size, MAX_PAGE)

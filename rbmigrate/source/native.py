@@ -192,12 +192,15 @@ class NativeReader:
         return row[0] if row else None
 
     # --- records ----------------------------------------------------------------------
-    def _metadata(self, first: int, last: int) -> dict[int, dict[str, Any]]:
+    def _metadata(
+        self, first: int, last: int, keys: tuple[str, ...] | None = None
+    ) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {}
+        only = f" AND key IN ({','.join('?' * len(keys))})" if keys else ""
         for rid, key, s, i, f, b in self.db.execute(
             f"SELECT id, key, string_value, int_value, float_value, {self.bool_col}"
-            " FROM embedding_metadata WHERE id BETWEEN ? AND ?",
-            (first, last),
+            " FROM embedding_metadata WHERE id BETWEEN ? AND ?" + only,
+            (first, last, *(keys or ())),
         ):
             out.setdefault(rid, {})[key] = _decode_value((s, i, f, b))
         if self.has_arrays:
@@ -212,8 +215,15 @@ class NativeReader:
         return out
 
     def pages(
-        self, collection: CollectionInfo, *, after: int, with_embeddings: bool, page_size: int
+        self,
+        collection: CollectionInfo,
+        *,
+        after: int,
+        with_embeddings: bool,
+        page_size: int,
+        metadata_keys: tuple[str, ...] | None = None,
     ) -> Iterator[list[SourceRecord]]:
+        """`metadata_keys` limits the metadata read (and drops documents): the scan needs five keys."""
         if collection.name not in self._segments:
             raise SourceError(f"collection {collection.name!r} is not in this snapshot.")
         meta_seg = self._segments[collection.name]["METADATA"]
@@ -227,7 +237,7 @@ class NativeReader:
             ).fetchall()
             if not rows:
                 return
-            metas = self._metadata(rows[0][0], rows[-1][0])
+            metas = self._metadata(rows[0][0], rows[-1][0], metadata_keys)
             found = self._fetch_vectors(vectors, [r[1] for r in rows]) if vectors else {}
             page: list[SourceRecord] = []
             for rid, eid in rows:

@@ -67,15 +67,21 @@ def build_indexes(
     schema: str,
     run_id: str,
     progress: Callable[[str, int, int], None],
+    tables: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Build the run's pending indexes with generous settings, reporting tuples done/total."""
+    """Build the run's pending indexes (of `tables`, or all) with generous settings,
+    reporting tuples done/total."""
     conn = connect(dsn, autocommit=True, schema=schema)
     built: list[str] = []
     try:
         for key, value in BUILD_SETTINGS.items():
             conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(key), sql.Literal(value)))
         pid = conn.info.backend_pid
-        pending = pending_indexes(conn, schema, run_id)
+        pending = [
+            p
+            for p in pending_indexes(conn, schema, run_id)
+            if tables is None or p["table"] in tables
+        ]
         runs = sql.SQL("{}.rbmigrate_runs").format(sql.Identifier(schema))
         for item in pending:
             stop = threading.Event()

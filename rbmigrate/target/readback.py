@@ -90,7 +90,8 @@ def trace_from_row(r: Sequence[Any]) -> tuple[TraceRow, str | None, bool]:
 def fetch_memories(
     conn: Any, schema: str, collection: str, source_ids: list[str]
 ) -> dict[str, Sequence[Any]]:
-    rows = conn.execute(
+    cur = conn.cursor(binary=True)  # vectors as float32 bytes, not text to parse
+    rows = cur.execute(
         sql.SQL(
             "SELECT " + MEMORY_SELECT + " FROM {}.memory_items WHERE source_collection = %s"
             " AND source_id = ANY(%s)"

@@ -129,7 +129,11 @@ WITH src AS (
            "timestamp", num_memories, workspace_id, source_id, source_hash
     FROM src
     ON CONFLICT (id) DO UPDATE SET
-        task = excluded.task, task_embedding = excluded.task_embedding, trajectory = excluded.trajectory,
+        task = excluded.task,
+        task_embedding = CASE WHEN t.task IS NOT DISTINCT FROM excluded.task
+                              THEN coalesce(excluded.task_embedding, t.task_embedding)
+                              ELSE excluded.task_embedding END,
+        trajectory = excluded.trajectory,
         outcome = excluded.outcome, metadata = excluded.metadata, parent_trace_id = excluded.parent_trace_id,
         "timestamp" = excluded."timestamp", num_memories = excluded.num_memories,
         workspace_id = excluded.workspace_id, source_id = excluded.source_id,

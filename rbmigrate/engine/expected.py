@@ -1,0 +1,58 @@
+"""What the target must hold after this run: source id -> hash of every accepted record.
+
+Written by the migration as it goes (before each batch commits, so it always covers every
+committed batch), read by the verify that closes the run: the source side of the check is
+then this run's own reading of the snapshot, with no second pass over the store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from rbmigrate.records.model import MemoryRow
+
+
+class ExpectedRows:
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS expected (collection TEXT, source_id TEXT, hash TEXT,"
+            " workspace TEXT, PRIMARY KEY (collection, source_id)) WITHOUT ROWID"
+        )
+
+    def add(self, rows: Iterable[MemoryRow]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO expected VALUES (?, ?, ?, ?)",
+            [(r.source_collection, r.source_id, r.source_hash, r.workspace_id) for r in rows],
+        )
+        self.db.commit()
+
+    def remove(self, collection: str, source_ids: Iterable[str]) -> None:
+        self.db.executemany(
+            "DELETE FROM expected WHERE collection = ? AND source_id = ?",
+            [(collection, s) for s in source_ids],
+        )
+        self.db.commit()
+
+    def count(self) -> int:
+        row = self.db.execute("SELECT count(*) FROM expected").fetchone()
+        return int(row[0]) if row else 0
+
+    def pages(self, collection: str, size: int) -> Iterator[list[tuple[str, str, str | None]]]:
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT source_id, hash, workspace FROM expected WHERE collection = ? AND source_id > ?"
+                " ORDER BY source_id LIMIT ?",
+                (collection, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            yield [(r[0], r[1], r[2]) for r in rows]
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        self.db.close()

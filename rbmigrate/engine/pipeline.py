@@ -1,0 +1,341 @@
+"""`migrate` and the headless pipeline: connect, resume or start, bootstrap, write, verify.
+
+The steps, in order: connect to the target (a bad URL fails in a second); find the run to
+continue (explicit --resume, or an unfinished run for this source and target); snapshot and
+scan the source; bootstrap the schema if needed; start encoding trace tasks; write every
+batch; link parents, delete what the source lost (if asked), fill task embeddings while the
+memory indexes build; verify; record how the run ended.
+
+In the headless pipeline the plan section comes from the migration pass itself: the merge
+classifies every record as new, changed or unchanged, exactly as a separate dry run would,
+without reading the store twice (`rbmigrate plan` is the dry run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rbmigrate import __version__
+from rbmigrate.engine.context import RunContext
+from rbmigrate.engine.migrate import Migration
+from rbmigrate.engine.report import set_warnings
+from rbmigrate.engine.session import Session
+from rbmigrate.errors import ExitCode, Interrupted, RbmigrateError, SchemaError, SourceError
+from rbmigrate.target.schema import apply_schema, incompatible_error
+
+
+@dataclass
+class MigrateOptions:
+    with_plan: bool
+    resume: str | None = None
+    deep: bool = False
+    retry_rejects: str | None = None
+    rejects_path: str | None = None
+
+
+def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> None:
+    """Bootstrap the target when its schema is missing or partial; refuse when incompatible."""
+    status = session.schema
+    if status is None or session.store is None:
+        return
+    if status.problems:
+        raise incompatible_error(status)
+    if status.missing:
+        with ctx.phase("bootstrap", unit="objects") as done:
+            ctx.log(
+                "info", f"creating {len(status.missing)} schema objects in {ctx.cfg.target.schema}"
+            )
+            after = apply_schema(session.store.conn, ctx.cfg.target.schema, session.dimension)
+            done[0] = len(status.missing)
+        report["schema"] = {
+            "before": status.as_dict(),
+            "after": after.as_dict(),
+            "dimension": session.dimension,
+            "applied": True,
+        }
+        session.store.refresh_types()
+        session.schema = session.store.schema_status(session.dimension)
+
+
+def refuse_problems(session: Session) -> None:
+    """Refused collections stop a migration before anything is written."""
+    for p in session.problems:
+        if p.refused and p.code == "collection_dimension_mismatch":
+            raise SchemaError(
+                f"{p.message}.",
+                title="Dimension mismatch",
+                hint="migrate that collection into another schema (--schema), or deselect it.",
+            )
+        if p.refused:
+            raise SourceError(
+                f"{p.message}.",
+                title="Collection refused",
+                hint="deselect it: name the collections to migrate with --collection.",
+            )
+
+
+def fill_counts(
+    report: dict[str, Any], session: Session, migration: Migration, parents_missing: int
+) -> int:
+    """The report's counts from the run's tallies; returns the number of rejects."""
+    totals: Counter[str] = Counter()
+    warnings: Counter[str] = Counter(session.trace_warnings)
+    rejects: Counter[str] = Counter()
+    for tally in migration.tallies.values():
+        for key in (
+            "records",
+            "inserted",
+            "updated",
+            "unchanged",
+            "rejected",
+            "skipped",
+            "traces_inserted",
+            "traces_updated",
+        ):
+            totals[key] += getattr(tally, key)
+        warnings.update(tally.warnings)
+        rejects.update(tally.rejects)
+    if parents_missing:
+        warnings["parent_not_found"] = parents_missing
+    unselected = sum(c.count for c in session.unselected())
+    report["counts"].update(
+        {
+            "source_records": totals["records"] + unselected,
+            "inserted": totals["inserted"],
+            "updated": totals["updated"],
+            "unchanged": totals["unchanged"],
+            "rejected": totals["rejected"],
+            "skipped": totals["skipped"] + unselected,
+            "traces_inserted": totals["traces_inserted"],
+            "traces_updated": totals["traces_updated"],
+        }
+    )
+    report["rejects_by_code"] = {k: v for k, v in sorted(rejects.items()) if v}
+    set_warnings(report, warnings)
+    if session.source.kind == "http":  # no snapshot: reconcile with the counts taken at the start
+        for coll in session.selected:
+            read = migration.read_counts.get(coll.name, 0)
+            if read and read != coll.count:
+                session.ctx.log(
+                    "warning",
+                    f"{coll.name} had {coll.count} records at the start and {read} "
+                    "were read: the server was written to during the run",
+                    code="source_changed",
+                )
+    return totals["rejected"]
+
+
+def plan_from_run(session: Session, migration: Migration, report: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's plan section: what the merge found for every record."""
+    rows = []
+    for coll in session.selected:
+        t = migration.tallies.get(coll.name)
+        if t is not None:
+            rows.append(
+                {
+                    "collection": coll.name,
+                    "workspace": None,
+                    "new": t.inserted,
+                    "changed": t.updated,
+                    "unchanged": t.unchanged,
+                    "target_only": 0,
+                    "invalid": t.rejected,
+                    "skipped": t.skipped,
+                }
+            )
+    c = report["counts"]
+    extra = (report.get("verify") or {}).get("extra", 0)
+    return {
+        "new": c["inserted"],
+        "changed": c["updated"],
+        "unchanged": c["unchanged"],
+        "target_only": extra,
+        "invalid": c["rejected"],
+        "skipped": c["skipped"],
+        "by_collection": rows,
+        "invalid_by_code": {
+            code: {"count": n, "samples": []} for code, n in report["rejects_by_code"].items()
+        },
+        "traces": {"new": c["traces_inserted"], "changed": c["traces_updated"]},
+        "collection_problems": [p.as_dict() for p in session.problems],
+        "schema": session.schema.as_dict() if session.schema else None,
+        "dimension": session.dimension,
+        "from_migration": True,
+        "note": "classified by the migration's merge in the same pass; rejected records are in "
+        "rejects.jsonl, `rbmigrate plan` is the separate dry run",
+    }
+
+
+def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Any, str, bool]:
+    """Connect, choose the run (resume or new), snapshot and scan."""
+    from rbmigrate.engine.runs import choose_run, fingerprint
+    from rbmigrate.target.connection import resolve_target
+    from rbmigrate.target.postgres import PostgresStore
+
+    cfg = ctx.cfg
+    with ctx.phase("connect", unit="steps"):
+        resolved = resolve_target(cfg)
+        try:
+            store = PostgresStore(resolved, cfg.target.schema)
+        except BaseException:
+            resolved.close()
+            raise
+    fp = fingerprint(cfg)
+    resumed = False
+    if opts.retry_rejects is None:
+        choice = choose_run(store.conn, cfg.target.schema, fp, opts.resume)
+        if choice.message:
+            ctx.log("info", choice.message, code="resume")
+        if choice.run_id:
+            ctx.adopt(choice.run_id)
+        resumed = choice.resumed
+    return Session.open(ctx, store=store, resolved=resolved), resolved, fp, resumed
+
+
+def _register(
+    ctx: RunContext, report: dict[str, Any], resolved: Any, fp: str, resumed: bool
+) -> None:
+    from rbmigrate.target.indexes import defer_indexes
+    from rbmigrate.target.writer import PostgresWriter
+
+    cfg = ctx.cfg
+    registrar = PostgresWriter(resolved.dsn, cfg.target.schema)
+    try:
+        registrar.register_run(
+            ctx.run_id,
+            ctx.command,
+            fp,
+            report["source"],
+            report["target"],
+            cfg.redacted(),
+            __version__,
+        )
+        if not resumed and registrar.is_empty():
+            deferred = defer_indexes(registrar.conn, cfg.target.schema, ctx.run_id)
+            if deferred:
+                ctx.log(
+                    "info",
+                    "initial load: building "
+                    + ", ".join(d["name"] for d in deferred)
+                    + " after the data",
+                )
+    finally:
+        registrar.close()
+
+
+def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) -> ExitCode:
+    from rbmigrate.embeddings import shared_embedder
+    from rbmigrate.engine.rejects import read_rejects
+    from rbmigrate.engine.verify import run_verify
+
+    cfg = ctx.cfg
+    session, resolved, fp, resumed = _open(ctx, opts)
+    report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
+    store = session.store
+    assert store is not None
+    migration: Migration | None = None
+    try:
+        report["source"] = session.source.describe()
+        refuse_problems(session)
+        ensure_schema(ctx, session, report)
+        report["target"] = store.describe()
+        records = list(read_rejects(Path(opts.retry_rejects))) if opts.retry_rejects else None
+        if records is not None:
+            names = {r.collection for r in records}
+            session.selected = [c for c in session.selected if c.name in names]
+        session.scan()
+        migration = Migration(session, resolved, ctx.run_id, shared_embedder(cfg), records=records)
+        _register(ctx, report, resolved, fp, resumed)
+        migration.start_fill()
+        try:
+            with ctx.phase("write", total=sum(c.count for c in session.selected)) as counter:
+                migration.run(fp)
+                counter[0] = sum(t.records for t in migration.tallies.values())
+            after = migration.after_write(
+                fp, with_deletes=cfg.migration.delete_missing and records is None
+            )
+        except Interrupted:
+            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "interrupted")
+            raise
+        if after.deleted is not None:
+            report["counts"]["deleted"] = after.deleted
+        rejected = fill_counts(report, session, migration, after.parents_missing)
+        report["counts"]["tasks_encoded"] = after.tasks_encoded
+        c = report["counts"]
+        if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
+            ctx.log("info", "nothing to write: the target already holds every record", code="no_op")
+        migration.resilient(fp, lambda: migration.set_run(phase="verify", counts=report["counts"]))
+        # the run's own reading is the source side when it covers every accepted record
+        cache = migration.expected if migration.expected.count() == migration.accepted() else None
+        verify = migration.resilient(
+            fp,
+            lambda: run_verify(
+                session,
+                store.conn,
+                deep=opts.deep,
+                reembed=cfg.migration.reembed_missing,
+                expected=cache,
+                content_ids=None if opts.deep else migration.written_ids(),
+            ),
+        )
+        report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
+        if opts.with_plan:
+            report["plan"] = plan_from_run(session, migration, report)
+        report["rejects_file"] = str(ctx.run_dir / "rejects.jsonl")
+        code = _verdict(ctx, report, verify, rejected)
+        migration.resilient(
+            fp,
+            lambda: migration.set_run(
+                status="ok" if code == ExitCode.OK else "failed",
+                phase="done",
+                counts=report["counts"],
+                finished=True,
+            ),
+        )
+        return code
+    except RbmigrateError as exc:
+        if not isinstance(exc, Interrupted):
+            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "failed")
+        raise
+    finally:
+        if migration is not None:
+            if opts.rejects_path and (ctx.run_dir / "rejects.jsonl").exists():
+                shutil.copyfile(ctx.run_dir / "rejects.jsonl", opts.rejects_path)
+                report["rejects_copy"] = opts.rejects_path
+            migration.close()
+        session.close()
+
+
+def _verdict(ctx: RunContext, report: dict[str, Any], verify: Any, rejected: int) -> ExitCode:
+    code = ExitCode.OK
+    if not report["verify"]["ok"]:
+        code = ExitCode.VERIFY_FAILED
+        ctx.log(
+            "error",
+            f"verification failed: {verify.missing} missing, {verify.mismatched} mismatched "
+            "(see verify.samples in the report)",
+        )
+    max_rejects = ctx.cfg.migration.max_rejects
+    if max_rejects >= 0 and rejected > max_rejects:
+        code = ExitCode.VERIFY_FAILED
+        ctx.log(
+            "error",
+            f"{rejected} records were rejected (max_rejects = {max_rejects}); they are in "
+            f"{report['rejects_file']}",
+        )
+    return code
+
+
+def _mark(dsn: str, schema: str, run_id: str, status: str) -> None:
+    """Best effort: record how a run ended (the connection may be what failed)."""
+    from rbmigrate.target.writer import PostgresWriter
+
+    with contextlib.suppress(Exception):
+        w = PostgresWriter(dsn, schema)
+        w.set_run(run_id, status=status)
+        w.close()

@@ -1,0 +1,199 @@
+"""Trace task embeddings: encoded in large chunks while everything else goes on.
+
+Encoding the trace tasks is the longest part of a migration (all-MiniLM-L6-v2 on the CPU).
+So it does not sit on the write path: traces are written without their task embedding, an
+encoder thread works through the tasks that need one (deduplicated by text) from the start
+of the run, and once the rows exist an updater thread fills `task_embedding` chunk by chunk
+while the main thread builds the memory index. A trace whose task embedding is still NULL
+is simply picked up again by the next run, so a kill at any moment loses nothing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from rbmigrate.embeddings import Embedder
+from rbmigrate.engine.session import Session
+from rbmigrate.target.connection import connect
+
+CHUNK = 2048
+DEPTH = 4
+RETRY_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
+
+
+@dataclass
+class FillStats:
+    needed: int = 0
+    encoded: int = 0
+    updated: int = 0
+    encode_s: float = 0.0
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[tuple[UUID, str]]:
+    """Traces of this source whose target row is absent, has no task embedding, or another task."""
+    out: list[tuple[UUID, str]] = []
+    table = sql.SQL("{}.reasoning_traces").format(sql.Identifier(schema))
+    for page in session.index.iter_traces(page=5000):
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT id, task, task_embedding IS NOT NULL FROM {} WHERE id = ANY(%s)"
+            ).format(table),
+            ([t.id for t in page],),
+        ).fetchall()
+        conn.commit()
+        have = {r[0]: (r[1], r[2]) for r in rows}
+        for t in page:
+            got = have.get(t.id)
+            if got is None or not got[1] or got[0] != t.task:
+                out.append((t.id, t.task))
+    return out
+
+
+class TaskEmbeddingFill:
+    def __init__(
+        self,
+        embedder: Embedder,
+        dsn: str,
+        schema: str,
+        needed: list[tuple[UUID, str]],
+        cancel: threading.Event,
+    ) -> None:
+        self.embedder = embedder
+        self.dsn = dsn
+        self.schema = schema
+        self.needed = needed
+        self.cancel = cancel
+        self.stats = FillStats(needed=len(needed))
+        self.chunks: queue.Queue[Any] = queue.Queue(maxsize=DEPTH)
+        self._encoder = threading.Thread(target=self._encode, name="rbmigrate-encoder", daemon=True)
+        self._updater = threading.Thread(target=self._update, name="rbmigrate-updater", daemon=True)
+        self._stop = threading.Event()
+
+    # --- encoder ---------------------------------------------------------------------------
+    def start_encoding(self) -> None:
+        if self.needed:
+            self._encoder.start()
+
+    def _encode(self) -> None:
+        try:
+            cache: dict[str, np.ndarray] = {}
+            for start in range(0, len(self.needed), CHUNK):
+                if self._stop.is_set() or self.cancel.is_set():
+                    break
+                chunk = self.needed[start : start + CHUNK]
+                texts = [t for t in dict.fromkeys(task for _i, task in chunk) if t not in cache]
+                began = time.monotonic()
+                vectors: Any = self.embedder.encode(texts) if texts else []
+                self.stats.encode_s += time.monotonic() - began
+                self.stats.encoded += len(texts)
+                fresh = dict(zip(texts, vectors, strict=True))
+                item = [(tid, task, fresh.get(task, cache.get(task))) for tid, task in chunk]
+                cache = fresh  # repeats are mostly near each other; memory stays one chunk
+                while not self._stop.is_set():
+                    try:
+                        self.chunks.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:
+            self.stats.errors.append(exc)
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.chunks.put(None, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    # --- updater ---------------------------------------------------------------------------
+    def start_updating(self) -> None:
+        """Call once the traces exist (after the write pass)."""
+        if self.needed:
+            self._updater.start()
+
+    def _update(self) -> None:
+        conn = None
+        try:
+            while True:
+                try:
+                    item = self.chunks.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
+                if item is None:
+                    return
+                conn = self._apply(conn, item)
+        except BaseException as exc:
+            self.stats.errors.append(exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _apply(self, conn: Any, item: list[tuple[UUID, str, np.ndarray | None]]) -> Any:
+        rows = [(tid, task, vec) for tid, task, vec in item if vec is not None]
+        table = sql.SQL("{}.reasoning_traces").format(sql.Identifier(self.schema))
+        for delay in (0, *RETRY_DELAYS):
+            if delay and self.cancel.wait(delay):
+                raise InterruptedError("stopped")
+            try:
+                if conn is None:
+                    conn = connect(self.dsn, schema=self.schema)
+                with conn.transaction():
+                    conn.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS rbm_task_vectors (id uuid, task text, v vector)"
+                        " ON COMMIT DELETE ROWS"
+                    )
+                    with conn.cursor().copy(
+                        "COPY rbm_task_vectors FROM STDIN WITH (FORMAT BINARY)"
+                    ) as copy:
+                        copy.set_types(["uuid", "text", "vector"])
+                        for row in rows:
+                            copy.write_row(row)
+                    cur = conn.execute(
+                        sql.SQL(
+                            "UPDATE {} t SET task_embedding = s.v FROM rbm_task_vectors s"
+                            " WHERE t.id = s.id AND t.task = s.task"
+                        ).format(table)
+                    )
+                    self.stats.updated += cur.rowcount
+                return conn
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if conn is not None:
+                    conn.close()
+                conn = None
+        raise psycopg.OperationalError(
+            "the database stayed unreachable while writing task embeddings"
+        )
+
+    # --- end ---------------------------------------------------------------------------------
+    def running(self) -> bool:
+        return self._encoder.is_alive() or self._updater.is_alive()
+
+    def join(self) -> FillStats:
+        if self._encoder.is_alive() or self._encoder.ident is not None:
+            self._encoder.join()
+        if self._updater.ident is not None:
+            self._updater.join()
+        if self.stats.errors:
+            raise self.stats.errors[0]
+        return self.stats
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in (self._encoder, self._updater):
+            if thread.ident is not None:
+                thread.join(30)
