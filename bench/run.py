@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -113,7 +112,7 @@ def part_read(store: Path) -> tuple[float, list[Any]]:
     snap = Path(tempfile.mkdtemp()) / "snap"
     shutil.copytree(store, snap)
     reader = NativeReader(snap, snap.parent / "scratch")
-    info = [c for c in reader.collections() if c.name == "reasoning_memories"][0]
+    info = next(c for c in reader.collections() if c.name == "reasoning_memories")
     start = time.monotonic()
     records = [
         r

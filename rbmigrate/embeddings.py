@@ -80,6 +80,9 @@ class Embedder:
         self._encode_lock = threading.Lock()  # one forward pass at a time; torch uses the cores
 
     def _load(self) -> Any:
+        # Other threads (normalizing, COPY) share the two cores with torch: OpenMP threads
+        # that sleep instead of spinning at barriers keep that from doubling encode time.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         with self._lock:
             if self._model is None:
                 location, offline = model_location(self.name)

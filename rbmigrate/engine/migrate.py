@@ -153,6 +153,7 @@ class BatchProducer(threading.Thread):
         self.records = records
         self.stop = threading.Event()
         self.scheduled: set[UUID] = set()
+        self.empty: set[str] = set()  # collections with no target rows at the start: no lookups
 
     def put(self, item: Any) -> bool:
         while not self.stop.is_set():
@@ -172,8 +173,11 @@ class BatchProducer(threading.Thread):
                     if self.stop.is_set():
                         return
                     batch = prepare_batch(self.session, coll, rules, page, cfg.embedding.model)
+                    traces = self._traces_for(batch.rows)
+                    if coll.name not in self.empty:
+                        self._drop_unchanged(coll.name, batch)
                     self._embed_missing(batch.rows)
-                    if not self.put(WorkItem(coll, batch, self._traces_for(batch.rows))):
+                    if not self.put(WorkItem(coll, batch, traces)):
                         return
                 if not self.put(CollectionDone(coll)):
                     return
@@ -198,6 +202,19 @@ class BatchProducer(threading.Thread):
             vectors = self.embedder.encode([compose_document(r) for r in need])
             for row, vec in zip(need, vectors, strict=True):
                 row.embedding = vec
+
+    def _drop_unchanged(self, collection: str, batch: PreparedBatch) -> None:
+        """Rows the target already holds with the same hash never reach COPY (a re-run of an
+        unchanged store writes nothing and costs one lookup per batch)."""
+        found = self.lookup.memories_by_source(collection, [r.source_id for r in batch.rows])
+        keep: list[MemoryRow] = []
+        for row in batch.rows:
+            hit = found.get(row.source_id)
+            if hit is not None and hit.source_hash == row.source_hash and hit.id == row.id:
+                batch.unchanged.append(row)
+            else:
+                keep.append(row)
+        batch.rows = keep
 
     def _traces_for(self, rows: list[MemoryRow]) -> list[tuple[TraceRow, np.ndarray | None]]:
         wanted = {r.trace_id for r in rows} - self.scheduled
@@ -326,9 +343,10 @@ class Migration:
                 )
                 counter[0] = out.deleted
         if self.fill is not None:
+            # torch and an HNSW build on the same two cores slow each other more than they
+            # gain: fill the task embeddings first, then build every deferred index
             self.fill.start_updating()
-        out.built += self._build(fp, ("memory_items",))
-        if self.fill is not None:
+            self.set_run(phase="embed")
             with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
                 while self.fill.running():
                     self.ctx.checkpoint()
@@ -437,6 +455,7 @@ class Migration:
             reembed=self.cfg.migration.reembed_missing and self.embedder is not None,
             records=self.records,
         )
+        producer.empty = {c.name for c, _after in plan if not lookup.memory_counts(c.name)}
         total = sum(c.count for c in self.session.selected)
         done = sum(t.records for t in self.tallies.values())
         producer.start()
@@ -478,6 +497,7 @@ class Migration:
         lines = [entry(r.record, r.issue.code, r.issue.message) for r in batch.rejects]
         self.rejects.write(lines)
         self.expected.add(batch.rows)
+        self.expected.add(batch.unchanged)
         pending: dict[str, Tally] = {}
 
         def finish(result: MergeResult) -> dict[str, Any]:
@@ -496,6 +516,7 @@ class Migration:
             tally.inserted += result.memories_inserted
             tally.updated += result.memories_updated
             tally.unchanged += accepted - result.memories_inserted - result.memories_updated
+            tally.unchanged += len(batch.unchanged)
             tally.rejected += len(batch.rejects) + len(result.taken or [])
             tally.skipped += len(batch.skipped)
             tally.traces_inserted += result.traces_inserted

@@ -31,6 +31,7 @@ class PreparedBatch:
     last_position: int = 0
     records: int = 0
     originals: dict[str, SourceRecord] = field(default_factory=dict)
+    unchanged: list[MemoryRow] = field(default_factory=list)  # already in the target, same hash
 
 
 def prepare_batch(

@@ -25,7 +25,13 @@ from rbmigrate.engine.prepare import prepare_batch
 from rbmigrate.engine.session import Session
 from rbmigrate.records.hashing import memory_hash, trace_hash
 from rbmigrate.records.model import MemoryRow
-from rbmigrate.target.readback import fetch_memories, fetch_traces, memory_from_row, trace_from_row
+from rbmigrate.target.readback import (
+    fetch_memories,
+    fetch_memory_hashes,
+    fetch_traces,
+    memory_from_row,
+    trace_from_row,
+)
 
 SAMPLES = 5
 
@@ -141,21 +147,28 @@ def run_verify(
             )
             for page in pages:
                 ctx.checkpoint()
-                target = fetch_memories(conn, schema, coll.name, [e[0] for e in page])
+                stored_rows = fetch_memory_hashes(conn, schema, coll.name, [e[0] for e in page])
+                wanted = [
+                    sid
+                    for sid, (rid, _h, _w) in stored_rows.items()
+                    if content_ids is None or rid in content_ids
+                ]
+                full = fetch_memories(conn, schema, coll.name, wanted) if wanted else {}
                 conn.commit()
                 for source_id, want, workspace, row in page:
                     result.checked += 1
                     result.expected[(coll.name, workspace)] += 1
-                    got = target.get(source_id)
-                    if got is None:
+                    light = stored_rows.get(source_id)
+                    if light is None:
                         result.missing += 1
                         result.note("missing", f"{coll.name}/{source_id}")
                         continue
                     seen += 1
-                    back, stored = memory_from_row(got)
-                    result.found[(coll.name, back.workspace_id)] += 1
-                    rehash = content_ids is None or back.id in content_ids
-                    if stored != want or (rehash and memory_hash(back, model) != want):
+                    _rid, stored, target_ws = light
+                    result.found[(coll.name, target_ws)] += 1
+                    got = full.get(source_id)
+                    back = memory_from_row(got)[0] if got is not None else None
+                    if stored != want or (back is not None and memory_hash(back, model) != want):
                         result.mismatched += 1
                         result.note("mismatched", f"{coll.name}/{source_id}")
                     if (
@@ -165,8 +178,10 @@ def run_verify(
                         and not row.needs_embedding
                     ):
                         result.vectors_compared += 1
-                        if back.embedding is None or not np.array_equal(
-                            back.embedding, row.embedding
+                        if (
+                            back is None
+                            or back.embedding is None
+                            or not np.array_equal(back.embedding, row.embedding)
                         ):
                             result.vector_mismatches += 1
                             result.note("vector_mismatch", f"{coll.name}/{source_id}")

@@ -101,6 +101,20 @@ def fetch_memories(
     return {r[14]: r for r in rows}
 
 
+def fetch_memory_hashes(
+    conn: Any, schema: str, collection: str, source_ids: list[str]
+) -> dict[str, tuple[UUID, str | None, str | None]]:
+    """source_id -> (id, stored hash, workspace): the cheap half of verify."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT source_id, id, source_hash, workspace_id FROM {}.memory_items"
+            " WHERE source_collection = %s AND source_id = ANY(%s)"
+        ).format(sql.Identifier(schema)),
+        (collection, source_ids),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
 def fetch_traces(conn: Any, schema: str, ids: list[UUID]) -> dict[UUID, Sequence[Any]]:
     rows = conn.execute(
         sql.SQL("SELECT " + TRACE_SELECT + " FROM {}.reasoning_traces WHERE id = ANY(%s)").format(

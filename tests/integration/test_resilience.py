@@ -93,18 +93,43 @@ def check_target(db_url: str) -> None:
             )
 
 
+def _progress(db_url: str) -> tuple[int, str | None]:
+    """Committed batches of the latest run, and the phase its row records."""
+    try:
+        with psycopg.connect(db_url, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT coalesce((SELECT sum(batches) FROM rbmigrate_checkpoints c WHERE c.run_id = r.run_id), 0),"
+                " r.phase FROM rbmigrate_runs r ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+    except psycopg.Error:
+        return 0, None
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
 def test_sigkill_at_random_points_then_resume(store: Path, db_url: str, data_dir: Path):
+    """Kill points chosen by progress, not by time: before anything is committed, after
+    random numbers of batches, while embedding tasks, building indexes and verifying."""
     rng = random.Random(20261124)
-    kills = 0
-    for _ in range(10):
+    points: list[tuple[str, object]] = [("seconds", 1.5)]
+    points += [("batches", n) for n in sorted(rng.sample(range(2, 28), 3))]
+    points += [("phase", "embed"), ("phase", "index"), ("phase", "verify")]
+    kills = []
+    for kind, value in points:
         proc = start(store, db_url, data_dir)
-        time.sleep(rng.uniform(2.5, 9.0))
-        if proc.poll() is not None:
-            break  # finished: a later start would only be a no-op run
-        proc.send_signal(signal.SIGKILL)
+        began = time.monotonic()
+        while proc.poll() is None and time.monotonic() - began < 240:
+            batches, phase = _progress(db_url)
+            if (
+                (kind == "seconds" and time.monotonic() - began >= value)
+                or (kind == "batches" and batches >= value)
+                or (kind == "phase" and phase == value)
+            ):
+                proc.send_signal(signal.SIGKILL)
+                kills.append((kind, value, batches, phase))
+                break
+            time.sleep(0.05)
         proc.communicate(timeout=60)
-        kills += 1
-    assert kills >= 3
+    assert len(kills) >= 5, kills
     final = run_cli(
         [
             "--headless",
