@@ -365,6 +365,15 @@ def main() -> int:
         "counts": rep["counts"] if rep else {},
     }
 
+    print("    parity: sampled queries on both sides …")
+    results["parity"] = {}
+    where = ["--chroma-path", str(store), "--db-url", target]
+    for mode, n, extra in (("hnsw", 100, []), ("exact", 25, ["--exact"])):
+        sec, rss, rep, rc = sh_rbmigrate(
+            ["--headless", "compare", "--parity", str(n), "--k", "10", *extra, *where], work
+        )
+        results["parity"][mode] = {"seconds": sec, "rc": rc, **((rep or {}).get("compare") or {})}
+
     print("4/6 the parts alone …")
     read_s, records = part_read(store)
     read_chroma_s = part_read_chromadb(store)
@@ -456,6 +465,22 @@ def write_results(r: dict[str, Any], out: Path) -> None:
         f"End-to-end phases (s): {json.dumps({k: round(v, 1) for k, v in r['full']['timings'].items()})}",
         "",
         f"No-op re-run phases (s): {json.dumps({k: round(v, 1) for k, v in r['noop']['timings'].items()})}",
+        "",
+        "## Retrieval parity (`rbmigrate --headless compare --parity N --k 10`)",
+        "",
+        "Queries are the texts of memories sampled per workspace (and unfiltered), embedded once, "
+        "run on Chroma's index and on the target's `search_similar_memories` with the same filter. "
+        "Recall@10 is the share of Chroma's top 10 the target returns (ties count as found).",
+        "",
+        "| target search | queries | recall@10 mean | recall@10 min | Chroma p50 / p95 (ms) | target p50 / p95 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *[
+            f"| {mode} | {q['queries']} | {q['recall_at_k_mean']:.4f} | {q['recall_at_k_min']:.2f} | "
+            f"{q['latency_ms']['chroma']['p50']:.1f} / {q['latency_ms']['chroma']['p95']:.1f} | "
+            f"{q['latency_ms']['target']['p50']:.1f} / {q['latency_ms']['target']['p95']:.1f} |"
+            for mode, q in r.get("parity", {}).items()
+            if "queries" in q
+        ],
         "",
         "## Peak memory (RSS of the rbmigrate process)",
         "",

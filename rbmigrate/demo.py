@@ -285,11 +285,16 @@ def write_demo(
     *,
     seed: int = 7,
     embeddings: str = "real",
+    space: str = "l2",
     force: bool = False,
     encode: Callable[[list[str]], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
-    """Write the demo store; `embeddings` is "real" (all-MiniLM-L6-v2) or "random"."""
+    """Write the demo store; `embeddings` is "real" (all-MiniLM-L6-v2) or "random".
+
+    `space` is the collection's distance (l2, the upstream default; ip; cosine), set through
+    `hnsw:space` as the upstream server and older chromadb clients do.
+    """
     import time
 
     import chromadb
@@ -297,6 +302,8 @@ def write_demo(
 
     if records < 1:
         raise ConfigError("--records must be at least 1.")
+    if space not in ("l2", "ip", "cosine"):
+        raise ConfigError(f"unknown distance space {space!r}.", hint="use l2, ip or cosine.")
     started = time.monotonic()
     prepare_directory(path, force)
     if encode is None and embeddings == "real":
@@ -309,7 +316,7 @@ def write_demo(
     )
     col = client.get_or_create_collection(
         COLLECTION,
-        metadata={"description": "ReasoningBank memory storage"},
+        metadata={"description": "ReasoningBank memory storage", "hnsw:space": space},
         embedding_function=None,
     )
     traces: set[str] = set()

@@ -101,6 +101,7 @@ def cmd_demo(ns: argparse.Namespace, cfg: Config) -> int:
         records,
         seed=getattr(ns, "seed", None) or 7,
         embeddings=getattr(ns, "embeddings", None) or "real",
+        space=getattr(ns, "space", None) or "l2",
         force=bool(getattr(ns, "force", False)),
         progress=progress,
     )
@@ -175,6 +176,43 @@ def cmd_rollback(ns: argparse.Namespace, cfg: Config) -> int:
     return _engine_call(ns, cfg, api.rollback, target_run=ns.target_run)
 
 
+def cmd_compare(ns: argparse.Namespace, cfg: Config) -> int:
+    from rbmigrate.cli.compare_view import print_compare, print_parity
+    from rbmigrate.engine import api
+
+    control = RunControl()
+    _install_stop_handlers(control)
+    sink, renderer = _sink(ns)
+    try:
+        outcome = api.compare(
+            cfg,
+            query=getattr(ns, "query", None),
+            k=5 if getattr(ns, "top_k", None) is None else ns.top_k,
+            parity=getattr(ns, "parity", None),
+            exact=bool(getattr(ns, "exact", False)),
+            domain=getattr(ns, "domain", None),
+            seed=getattr(ns, "seed", None) or 7,
+            sink=sink,
+            control=control,
+            run_id=getattr(ns, "run_id", None),
+            report_path=getattr(ns, "report", None),
+        )
+    finally:
+        renderer.close()
+    result = outcome.report.get("compare")
+    if result is None:
+        return _finish(outcome, ns)
+    if getattr(ns, "json", False):
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        width = None if sys.stdout.isatty() else 140
+        console = Console(width=width, soft_wrap=True)
+        (print_parity if "by_workspace" in result else print_compare)(result, console)
+    if outcome.error is not None:
+        print_error(outcome.error)
+    return int(outcome.exit_code)
+
+
 def cmd_wizard(ns: argparse.Namespace, cfg: Config) -> int:
     try:
         from rbmigrate.tui.app import run_wizard  # type: ignore[import-untyped,unused-ignore]
@@ -196,6 +234,7 @@ HANDLERS = {
     "migrate": cmd_migrate,
     "verify": cmd_verify,
     "rollback": cmd_rollback,
+    "compare": cmd_compare,
 }
 
 

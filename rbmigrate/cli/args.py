@@ -127,14 +127,30 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     r.add_argument("--run-id", metavar="ID", default=d, help=argparse.SUPPRESS)
     c = parser.add_argument_group("compare, demo, bootstrap, init")
     c.add_argument(
-        "-k", "--top-k", metavar="K", type=int, default=d, help="compare: results per side"
+        "-k",
+        "--k",
+        "--top-k",
+        dest="top_k",
+        metavar="K",
+        type=int,
+        default=d,
+        help="compare: results per side",
     )
     c.add_argument("--parity", metavar="N", type=int, default=d, help="compare: N sampled queries")
+    c.add_argument(
+        "--domain", metavar="NAME", default=d, help="compare: only memories of this domain_category"
+    )
     c.add_argument("--exact", action="store_true", default=d or False, help="compare: exact search")
     c.add_argument(
         "--records", metavar="N", type=int, default=d, help="demo: records to write (default 500)"
     )
     c.add_argument("--seed", metavar="N", type=int, default=d, help="demo: random seed")
+    c.add_argument(
+        "--space",
+        choices=("l2", "ip", "cosine"),
+        default=d,
+        help="demo: the collection's distance space (default l2, as upstream)",
+    )
     c.add_argument(
         "--embeddings",
         choices=("real", "random"),

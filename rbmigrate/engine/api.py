@@ -344,3 +344,24 @@ def rollback_body(ctx: RunContext, report: dict[str, Any], target_run: str) -> E
 def rollback(cfg: Config, target_run: str, **kw: Any) -> Outcome:
     """Undo the run `target_run` (this rollback is itself a run with its own id and report)."""
     return run_command(cfg, "rollback", lambda c, r: rollback_body(c, r, target_run), **kw)
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+
+def compare(
+    cfg: Config,
+    *,
+    query: str | None = None,
+    k: int = 5,
+    parity: int | None = None,
+    exact: bool = False,
+    domain: str | None = None,
+    seed: int = 7,
+    **kw: Any,
+) -> Outcome:
+    """One query on both sides (or a parity report over `parity` sampled memories)."""
+    from rbmigrate.engine.compare_run import CompareOptions, compare_body
+
+    opts = CompareOptions(query=query, k=k, parity=parity, exact=exact, domain=domain, seed=seed)
+    return run_command(cfg, "compare", lambda c, r: compare_body(c, r, opts), **kw)
