@@ -399,9 +399,15 @@ CREATE POLICY rbm_workspace_member ON public.reasoning_traces FOR ALL TO authent
 DROP POLICY IF EXISTS rbm_service_all ON public.memory_items;
 CREATE POLICY rbm_service_all ON public.memory_items FOR ALL TO service_role USING (true) WITH CHECK (true);
 DROP POLICY IF EXISTS rbm_workspace_member ON public.memory_items;
+-- WITH CHECK also requires the trace to be one this user can see: the foreign key is checked
+-- without RLS, so otherwise a member of A could attach memories to B's traces (and learn
+-- which trace ids B has, and lose them when B deletes the trace).
 CREATE POLICY rbm_workspace_member ON public.memory_items FOR ALL TO authenticated
     USING (workspace_id = ((SELECT auth.jwt()) -> 'app_metadata' ->> 'workspace_id'))
-    WITH CHECK (workspace_id = ((SELECT auth.jwt()) -> 'app_metadata' ->> 'workspace_id'));
+    WITH CHECK (
+        workspace_id = ((SELECT auth.jwt()) -> 'app_metadata' ->> 'workspace_id')
+        AND EXISTS (SELECT 1 FROM public.reasoning_traces t WHERE t.id = trace_id)
+    );
 
 DROP POLICY IF EXISTS rbm_service_all ON public.rbmigrate_runs;
 CREATE POLICY rbm_service_all ON public.rbmigrate_runs FOR ALL TO service_role USING (true) WITH CHECK (true);
@@ -425,6 +431,8 @@ GRANT EXECUTE ON FUNCTION public.search_similar_memories(vector, integer, text, 
 GRANT EXECUTE ON FUNCTION public.search_similar_traces(vector, integer, text, text, text, boolean) TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.get_reasoning_bank_stats(text) TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.check_pgvector_enabled() TO anon, authenticated, service_role;
+-- new functions are executable by PUBLIC (and, on Supabase, granted to anon by default)
+REVOKE ALL ON FUNCTION public.rbmigrate_schema_info() FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION public.rbmigrate_schema_info() TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.rbmigrate_iterative_scan() TO anon, authenticated, service_role;
 
