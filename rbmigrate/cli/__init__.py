@@ -213,6 +213,37 @@ def cmd_compare(ns: argparse.Namespace, cfg: Config) -> int:
     return int(outcome.exit_code)
 
 
+def cmd_doctor(ns: argparse.Namespace, cfg: Config) -> int:
+    from rbmigrate.engine import api
+
+    sink, renderer = _sink(ns)
+    try:
+        outcome = api.doctor(
+            cfg,
+            sink=sink,
+            run_id=getattr(ns, "run_id", None),
+            report_path=getattr(ns, "report", None),
+        )
+    finally:
+        renderer.close()
+    result = outcome.report.get("doctor")
+    if result is None:
+        return _finish(outcome, ns)
+    if getattr(ns, "json", False):
+        print(json.dumps(result, indent=2))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+        for check in result["checks"]:
+            print(f"{marks[check['status']]}  {check['name']}: {check['detail']}")
+            if check["advice"] and check["status"] != "ok":
+                print(f"      → {check['advice']}")
+        print(
+            "doctor: "
+            + ("ready to migrate" if result["ok"] else f"{len(result['failed'])} check(s) failed")
+        )
+    return int(outcome.exit_code)
+
+
 def cmd_wizard(ns: argparse.Namespace, cfg: Config) -> int:
     try:
         from rbmigrate.tui.app import run_wizard  # type: ignore[import-untyped,unused-ignore]
@@ -235,6 +266,7 @@ HANDLERS = {
     "verify": cmd_verify,
     "rollback": cmd_rollback,
     "compare": cmd_compare,
+    "doctor": cmd_doctor,
 }
 
 

@@ -237,6 +237,17 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                 highlight=False,
                 markup=False,
             )
+        size = (plan.get("estimate") or {}).get("bytes")
+        if size:
+            from rbmigrate.engine.estimate import human_bytes
+
+            console.print(
+                f"estimated target size: {human_bytes(size['total'])} (HNSW indexes "
+                f"{human_bytes(size['hnsw_indexes'])}; halfvec would save "
+                f"{human_bytes(plan['estimate']['halfvec_saves_bytes'])})",
+                highlight=False,
+                markup=False,
+            )
     ver = report.get("verify")
     if ver:
         state = "OK" if ver["ok"] else "FAILED"

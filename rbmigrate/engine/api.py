@@ -365,3 +365,13 @@ def compare(
 
     opts = CompareOptions(query=query, k=k, parity=parity, exact=exact, domain=domain, seed=seed)
     return run_command(cfg, "compare", lambda c, r: compare_body(c, r, opts), **kw)
+
+
+# --- doctor -----------------------------------------------------------------------------------
+
+
+def doctor(cfg: Config, **kw: Any) -> Outcome:
+    """Preflight: one ok / warn / fail line per thing a migration needs."""
+    from rbmigrate.engine.doctor import doctor_body
+
+    return run_command(cfg, "doctor", doctor_body, **kw)

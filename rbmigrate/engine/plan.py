@@ -7,17 +7,17 @@ maps to are target-only. The plan reads the target and never writes to it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from rbmigrate.engine.estimate import Workload, estimate
 from rbmigrate.engine.prepare import PreparedBatch, prepare_batch
 from rbmigrate.engine.session import Session
 from rbmigrate.records.codes import Reject, Warn
 
 SAMPLES = 5
-# Rough rates of this kind of machine; `bench/` measures the real ones (DESIGN §5 estimate).
-RATES = {"read": 15000.0, "write": 12000.0, "index": 1500.0, "encode": 400.0}
 
 
 @dataclass
@@ -49,6 +49,8 @@ class PlanResult:
     source_records: int = 0
     non_unit: Counter[str] = field(default_factory=Counter)
     needs_embedding: int = 0
+    memory_text_bytes: int = 0  # of the rows the target will hold: sizes the estimate
+    trace_text_bytes: int = 0
 
     def total(self) -> Bucket:
         out = Bucket()
@@ -96,6 +98,7 @@ def _classify(session: Session, batch: PreparedBatch, result: PlanResult) -> Non
             continue
         if row.parent_ref is not None and row.parent_ref not in known:
             result.warnings[Warn.PARENT_NOT_FOUND] += 1
+        result.memory_text_bytes += _text_bytes(row)
         hit = found.get(row.source_id)
         if hit is None:
             result.buckets[(coll, row.workspace_id)].new += 1
@@ -111,6 +114,14 @@ def _classify(session: Session, batch: PreparedBatch, result: PlanResult) -> Non
                 result.non_unit[coll] += 1
 
 
+def _text_bytes(row: Any) -> int:
+    text = (row.title or "") + (row.description or "") + (row.content or "")
+    extra = len(json.dumps(row.metadata)) + (
+        len(json.dumps(row.error_context)) if row.error_context else 0
+    )
+    return len(text.encode("utf-8", "surrogatepass")) + extra
+
+
 def _plan_traces(session: Session, result: PlanResult) -> None:
     store = session.store
     for page in session.index.iter_traces():
@@ -121,6 +132,7 @@ def _plan_traces(session: Session, result: PlanResult) -> None:
                 "new" if have == "absent" else ("unchanged" if have == t.source_hash else "changed")
             )
             result.traces[key] += 1
+            result.trace_text_bytes += len(t.task.encode("utf-8", "surrogatepass"))
 
 
 def run_plan(session: Session) -> PlanResult:
@@ -155,18 +167,19 @@ def run_plan(session: Session) -> PlanResult:
     return result
 
 
-def estimate_seconds(result: PlanResult) -> dict[str, float]:
+def workload(result: PlanResult) -> Workload:
     t = result.total()
-    writes = t.new + t.changed
-    new_traces = result.traces.get("new", 0) + result.traces.get("changed", 0)
-    est = {
-        "read": result.source_records / RATES["read"],
-        "write": writes / RATES["write"],
-        "index": (t.new + new_traces) / RATES["index"] if t.new else 0.0,
-        "encode": new_traces / RATES["encode"],
-    }
-    est["total"] = sum(est.values())
-    return {k: round(v, 1) for k, v in est.items()}
+    traces = sum(result.traces.values())
+    return Workload(
+        source_records=result.source_records,
+        memories=t.new + t.changed + t.unchanged,
+        memory_text_bytes=result.memory_text_bytes,
+        writes=t.new + t.changed,
+        traces=traces,
+        trace_text_bytes=result.trace_text_bytes,
+        traces_to_encode=result.traces.get("new", 0) + result.traces.get("changed", 0),
+        index_build=t.unchanged == 0 and t.target_only == 0,
+    )
 
 
 def plan_section(session: Session, result: PlanResult) -> dict[str, Any]:
@@ -200,5 +213,6 @@ def plan_section(session: Session, result: PlanResult) -> dict[str, Any]:
         "collection_problems": problems,
         "schema": session.schema.as_dict() if session.schema else None,
         "dimension": session.dimension,
-        "estimate_s": estimate_seconds(result),
+        "estimate_s": (est := estimate(workload(result), session.dimension))["seconds"],
+        "estimate": est,
     }
