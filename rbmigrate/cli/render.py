@@ -190,9 +190,14 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                 markup=False,
             )
     if tgt:
+        versions = (
+            f" — PostgreSQL {tgt.get('server_version')}, pgvector "
+            f"{tgt.get('pgvector_version') or 'not installed'}"
+            if tgt.get("server_version")
+            else ""
+        )
         console.print(
-            f"target: {tgt.get('transport')} {tgt.get('location', '')} — PostgreSQL "
-            f"{tgt.get('server_version')}, pgvector {tgt.get('pgvector_version') or 'not installed'}",
+            f"target: {tgt.get('transport')} {tgt.get('location', '')}{versions}",
             highlight=False,
             markup=False,
         )
@@ -264,8 +269,24 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             highlight=False,
             markup=False,
         )
+    undo = report.get("rollback")
+    if undo:
+
+        def rows(key: str) -> str:
+            got = undo.get(key, {})
+            return (
+                f"{got.get('memory_items', 0)} memories and {got.get('reasoning_traces', 0)} traces"
+            )
+
+        console.print(
+            f"rollback of {undo['run_id']}: removed {rows('deleted')}; restored {rows('restored')}; "
+            f"re-inserted {rows('reinserted')}",
+            style="green",
+            highlight=False,
+            markup=False,
+        )
     ran = report.get("status") != "failed" or report["counts"].get("source_records")
-    if report.get("command") not in ("bootstrap", "init", "demo") and ran:
+    if report.get("command") not in ("bootstrap", "init", "demo", "rollback", "doctor") and ran:
         console.print(_counts_table(report))
     for label, key in (
         ("rejected by code", "rejects_by_code"),
