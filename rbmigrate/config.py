@@ -115,6 +115,9 @@ class Config:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     path: str | None = None
+    # "section.key" of every value a file, the environment or a flag set (not the defaults):
+    # a default db_url must not win over a supabase_url the user did give
+    explicit: set[str] = field(default_factory=set, compare=False, repr=False)
 
     # --- derived views -------------------------------------------------------------
     def data_dir(self) -> Path:
@@ -125,6 +128,11 @@ class Config:
 
     def source_location(self) -> str:
         return self.source.chroma_url or self.source.chroma_path
+
+    def uses_rest(self) -> bool:
+        """The REST transport: a supabase_url, and no db_url given (empty, or the default)."""
+        t = self.target
+        return bool(t.supabase_url) and (not t.db_url or "target.db_url" not in self.explicit)
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with every secret masked; the only view logs and reports use."""
@@ -150,6 +158,8 @@ class Config:
                 value = getattr(section, f.name)
                 if f.metadata.get("secret") and isinstance(value, str):
                     value = secret_for_file(value, f.metadata.get("env") or _env_name(f.name))
+                if name == "target" and f.name == "db_url" and self.uses_rest():
+                    value = ""  # keep the REST choice when the file is read back
                 values[f.name] = value
             doc[name] = values
         return tomli_w.dumps(doc)
@@ -297,6 +307,7 @@ def apply_mapping(cfg: Config, data: dict[str, Any], *, origin: str, text: str =
                     f"{_type_name(hints[key])}, got {type(value).__name__} {value!r}.",
                 )
             setattr(section, key, value)
+            cfg.explicit.add(f"{section_name}.{key}")
 
 
 def load_file(path: str | Path, cfg: Config | None = None) -> Config:
@@ -365,6 +376,7 @@ def apply_environment(cfg: Config, environ: dict[str, str] | None = None) -> Non
                 else:
                     value = _parse_env_value(env[name], hints[f.name], name)
                 setattr(section, f.name, value)
+                cfg.explicit.add(f"{section_name}.{f.name}")
                 break
 
 

@@ -87,3 +87,9 @@ class Interrupted(RbmigrateError):
 
     exit_code = ExitCode.INTERRUPTED
     default_title = "Interrupted"
+
+
+class RunBusy(RbmigrateError):
+    """Another process is migrating the same source into the same target right now."""
+
+    default_title = "Run in progress"

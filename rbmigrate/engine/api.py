@@ -6,7 +6,9 @@ report and the exit code. Errors become a failed report, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -93,12 +95,14 @@ def run_command(
     except psycopg.OperationalError as exc:
         error = connection_error(exc, "the database")
     except Exception as exc:  # a bug: keep the traceback for the report, say where it is
-        ctx.log("error", "".join(traceback.format_exception(exc)))
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        error = InternalError(
-            f"unexpected {type(exc).__name__}: {text}",
-            hint=f"this is a bug; the traceback is in {ctx.run_dir / 'run.log'}. Nothing committed is lost.",
-        )
+        error = disk_full(exc, cfg.data_dir())
+        if error is None:
+            ctx.log("error", "".join(traceback.format_exception(exc)))
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            error = InternalError(
+                f"unexpected {type(exc).__name__}: {text}",
+                hint=f"this is a bug; the traceback is in {ctx.run_dir / 'run.log'}. Nothing committed is lost.",
+            )
     if error is not None:
         code = error.exit_code
         report["status"] = "interrupted" if isinstance(error, Interrupted) else "failed"
@@ -113,7 +117,10 @@ def run_command(
         report["status"] = "failed"
     ctx.timings["total"] = round(ctx.clock() - started, 3)
     report["timings_s"] = dict(ctx.timings)
-    ctx.write_json("report.json", report)
+    try:
+        ctx.write_json("report.json", report)
+    except OSError as exc:  # a full disk: the summary still reaches the screen
+        ctx.log("warning", f"could not write {ctx.run_dir / 'report.json'}: {exc}")
     if report_path:
         with private_file(Path(report_path)) as fh:
             json.dump(report, fh, indent=2, default=str)
@@ -121,6 +128,26 @@ def run_command(
     ctx.sink.emit(RunFinished(report))
     ctx.close()
     return Outcome(report, ExitCode(code), error)
+
+
+def disk_full(exc: BaseException, data_dir: Path) -> RbmigrateError | None:
+    """No space left (an OSError, or SQLite's "database or disk is full" from the run's files)
+    anywhere in the exception's chain: not a bug, say so and what to do."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if (isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+            isinstance(seen, sqlite3.OperationalError) and "disk is full" in str(seen)
+        ):
+            return RbmigrateError(
+                f"no space left on the disk ({seen}); rbmigrate keeps the run's snapshot and "
+                f"files in {data_dir}.",
+                title="Disk full",
+                hint="free some space there or set [run] data_dir (RBMIGRATE_DATA_DIR) to a larger "
+                "disk, then run the same command again: a migration resumes from its last "
+                "committed batch.",
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 # --- plan -------------------------------------------------------------------------------
@@ -201,6 +228,10 @@ def bootstrap_dimension(cfg: Config, existing: int | None = None) -> int:
 
 def bootstrap_body(ctx: RunContext, report: dict[str, Any], *, apply: bool = True) -> ExitCode:
     cfg = ctx.cfg
+    if cfg.uses_rest():  # no database password: write the SQL to paste, check what is there
+        from rbmigrate.engine.rest_ops import rest_bootstrap_body
+
+        return rest_bootstrap_body(ctx, report)
     resolved = resolve_target(cfg)
     try:
         with ctx.phase("bootstrap", unit="steps"), connect(resolved.dsn, autocommit=True) as conn:
@@ -299,7 +330,7 @@ def verify_body(ctx: RunContext, report: dict[str, Any], *, deep: bool) -> ExitC
             )
         assert session.store is not None
         result = run_verify(
-            session, session.store.conn, deep=deep, reembed=ctx.cfg.migration.reembed_missing
+            session, session.store, deep=deep, reembed=ctx.cfg.migration.reembed_missing
         )
         report["verify"] = result.as_dict(strict_extra=ctx.cfg.migration.delete_missing)
         report["counts"]["source_records"] = sum(c.count for c in session.source.collections())
@@ -323,6 +354,10 @@ def rollback_body(ctx: RunContext, report: dict[str, Any], target_run: str) -> E
     from rbmigrate.engine.rollback import rollback as do_rollback
 
     cfg = ctx.cfg
+    if cfg.uses_rest():
+        from rbmigrate.engine.rest_ops import rest_rollback_body
+
+        return rest_rollback_body(ctx, report, target_run)
     resolved = resolve_target(cfg)
     try:
         with (

@@ -8,11 +8,12 @@ vectors similarity = 1 - d/2; `ip` and `cosine` give 1 - d; the target's `<=>` i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,10 @@ from rbmigrate.errors import ConfigError, SourceError
 from rbmigrate.records.ids import memory_uuid
 from rbmigrate.source import ChromaSource, CollectionInfo
 from rbmigrate.source.chroma_api import ChromaApiReader
+from rbmigrate.target.rest import vector_text
+
+if TYPE_CHECKING:
+    from rbmigrate.target.rest_store import RestStore
 
 K_MAX = 1000
 TIE_EPS = 1e-5  # two similarities closer than this are a tie (float32 rounding on each side)
@@ -227,6 +232,88 @@ class TargetSide:
         if not self.conn.autocommit:
             self.conn.rollback()
         return [(r[0], r[1]) for r in rows]
+
+
+class RestTargetSide:
+    """The same three questions over REST: the search function by RPC, workspaces from
+    rbmigrate_memory_counts, and the sample ordered client-side exactly as the SQL orders it
+    (md5 of id and seed), so both transports sample the same memories."""
+
+    def __init__(self, store: RestStore) -> None:
+        self.store = store
+        self.client = store.client
+
+    def search(
+        self, vector: Vector, k: int, workspace: str | None, domain: str | None, exact: bool
+    ) -> list[Hit]:
+        rows = self.client.rpc(
+            "search_similar_memories",
+            {
+                "query_embedding": vector_text(vector),
+                "match_count": k,
+                "domain_filter": domain,
+                "workspace_filter": workspace,
+                "exact": exact,
+            },
+            "search memories",
+        )
+        return [
+            Hit(
+                rank=i,
+                id=str(r["id"]),
+                source_id=r.get("source_id") or "",
+                title=r.get("title") or "",
+                distance=float(r["distance"]),
+                similarity=float(r["similarity"]),
+                workspace_id=r.get("workspace_id"),
+                collection=r.get("source_collection") or "",
+            )
+            for i, r in enumerate(rows or [], 1)
+        ]
+
+    def workspaces(self, collections: list[str]) -> list[str]:
+        found: set[str] = set()
+        for name in collections:
+            found |= {ws for ws in self.store.memory_counts(name) if ws is not None}
+        return sorted(found)
+
+    def sample(
+        self, collections: list[str], workspace: str | None, n: int, seed: int
+    ) -> list[tuple[str, str]]:
+        def where(b: Any) -> Any:
+            b = b.in_("source_collection", collections).not_.is_("content_embedding", "null")
+            return b.eq("workspace_id", workspace) if workspace is not None else b
+
+        ids: list[str] = []
+        for page in self.client.scan("memory_items", "id", "id", "sample memories", where):
+            ids += [r["id"] for r in page]
+        chosen = sorted(ids, key=lambda i: hashlib.md5(f"{i}{seed}".encode()).hexdigest())[:n]
+        rows = self.client.select_in(
+            "memory_items",
+            "id,source_id,title,description,content",
+            "id",
+            chosen,
+            "read sampled memories",
+        )
+        by_id = {r["id"]: r for r in rows}
+        return [
+            (
+                by_id[i]["source_id"],
+                "\n".join(
+                    str(by_id[i][c])
+                    for c in ("title", "description", "content")
+                    if by_id[i][c] is not None
+                ),
+            )
+            for i in chosen
+            if i in by_id
+        ]
+
+
+def target_side(store: Any) -> TargetSide | RestTargetSide:
+    from rbmigrate.target.rest_store import RestStore
+
+    return RestTargetSide(store) if isinstance(store, RestStore) else TargetSide(store.conn)
 
 
 def overlap(chroma: list[Hit], target: list[Hit]) -> float:

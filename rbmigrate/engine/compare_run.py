@@ -9,6 +9,7 @@ from rbmigrate.embeddings import Embedder, shared_embedder
 from rbmigrate.engine.compare import (
     ChromaSide,
     Hit,
+    RestTargetSide,
     TargetSide,
     Vector,
     check_k,
@@ -17,6 +18,7 @@ from rbmigrate.engine.compare import (
     percentile,
     rank_agreement,
     recall_up_to_ties,
+    target_side,
     timed,
 )
 from rbmigrate.engine.context import RunContext
@@ -72,7 +74,9 @@ def _check_model(embedder: Embedder, session: Session, collections: list[Collect
         embedder.check_dimension(existing, "the target's memory_items table")
 
 
-def _check_workspace(target: TargetSide, names: list[str], workspace: str | None) -> None:
+def _check_workspace(
+    target: TargetSide | RestTargetSide, names: list[str], workspace: str | None
+) -> None:
     if workspace is None:
         return
     known = target.workspaces(names)
@@ -107,7 +111,7 @@ def compare_body(ctx: RunContext, report: dict[str, Any], opts: CompareOptions) 
         embedder = shared_embedder(ctx.cfg)
         with ctx.phase("model", unit="steps"):
             _check_model(embedder, session, collections)
-        target = TargetSide(session.store.conn)
+        target = target_side(session.store)
         names = [c.name for c in collections]
         _check_workspace(target, names, workspace)
         chroma = ChromaSide(session.source, collections)
@@ -133,7 +137,9 @@ def compare_body(ctx: RunContext, report: dict[str, Any], opts: CompareOptions) 
         session.close()
 
 
-def _warm(chroma: ChromaSide, target: TargetSide, vector: Vector, k: int, exact: bool) -> None:
+def _warm(
+    chroma: ChromaSide, target: TargetSide | RestTargetSide, vector: Vector, k: int, exact: bool
+) -> None:
     """The first query loads Chroma's index and plans the function: not a latency to report."""
     chroma.search(vector, k, None, None)
     target.search(vector, k, None, None, exact)
@@ -142,7 +148,7 @@ def _warm(chroma: ChromaSide, target: TargetSide, vector: Vector, k: int, exact:
 def compare_one(
     embedder: Embedder,
     chroma: ChromaSide,
-    target: TargetSide,
+    target: TargetSide | RestTargetSide,
     query: str,
     k: int,
     workspace: str | None,
@@ -179,7 +185,7 @@ def parity(
     ctx: RunContext,
     embedder: Embedder,
     chroma: ChromaSide,
-    target: TargetSide,
+    target: TargetSide | RestTargetSide,
     names: list[str],
     workspace: str | None,
     k: int,

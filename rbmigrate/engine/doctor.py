@@ -173,13 +173,8 @@ class Doctor:
     # --- target ------------------------------------------------------------------------------
     def check_target(self) -> None:
         cfg = self.cfg
-        if not cfg.target.db_url and cfg.target.supabase_url:
-            self.add(
-                "target reachable",
-                SKIP,
-                "REST-only target (supabase_url): checked by the REST transport",
-                "for bootstrap and the fast path, add the database URL (--db-url).",
-            )
+        if cfg.uses_rest():
+            self.check_rest_target()
             return
         resolved: ResolvedTarget | None = None
         try:
@@ -202,6 +197,75 @@ class Doctor:
         finally:
             if resolved is not None:
                 resolved.close()
+
+    def check_rest_target(self) -> None:
+        """The REST transport: reachable, the key accepted and not filtered by RLS, the schema."""
+        from rbmigrate.target.rest import RestClient, rest_settings
+        from rbmigrate.target.rest_store import RestStore
+
+        try:
+            store = RestStore(RestClient(rest_settings(self.cfg)))
+        except RbmigrateError as exc:
+            self.add("target reachable", FAIL, exc.message, exc.hint or "")
+            return
+        url = store.client.url
+        try:
+            dimension = self.cfg.target.dimension or next(
+                (d for d in self.dimensions.values() if d), DEFAULT_DIMENSION
+            )
+            try:
+                status_ = store.schema_status(dimension)
+            except RbmigrateError as exc:
+                if exc.title in ("Cannot connect", "Not a Supabase API", "API unavailable"):
+                    self.add("target reachable", FAIL, exc.message, exc.hint or "")
+                    return
+                self.add("target reachable", OK, f"{url} answered")
+                if exc.title == "Authentication failed":
+                    self.add("credentials", FAIL, exc.message, exc.hint or "")
+                else:
+                    self.add("credentials", OK, "the key was accepted")
+                    self.add("permissions", FAIL, exc.message, exc.hint or "")
+                return
+            self.add("target reachable", OK, f"{url} (Supabase REST API)")
+            info = store.info()
+            role = (info or {}).get("role") or "unknown (no rbmigrate_schema_info yet)"
+            self.add("credentials", OK, f"the key runs as {role}")
+            self.add(
+                "connection kind",
+                OK,
+                "REST (PostgREST): batched upserts through rbmigrate_merge_batch",
+                "a direct connection (--db-url) is faster: binary COPY and index builds after "
+                "an initial load.",
+            )
+            pgv = status_.pgvector_version
+            self.add(
+                "versions",
+                OK if pgv else WARN,
+                f"PostgreSQL {status_.server_version or '?'}, pgvector {pgv or '?'}",
+            )
+            state = status_.state()
+            if state == "incompatible":
+                self.add(
+                    "schema",
+                    FAIL,
+                    "; ".join(status_.problems),
+                    "migrate into another schema (--schema) or fix the listed objects.",
+                )
+            elif state == "ready":
+                self.add(
+                    "schema", OK, f"schema {self.cfg.target.schema!r} is complete ({dimension}-d)"
+                )
+            else:
+                self.add(
+                    "schema",
+                    FAIL,
+                    f"schema {self.cfg.target.schema!r} is {state}: {len(status_.missing)} objects "
+                    "missing, and over REST rbmigrate cannot create them",
+                    "rbmigrate bootstrap --print-sql > schema.sql, paste it into the Supabase SQL "
+                    "editor, and run again.",
+                )
+        finally:
+            store.close()
 
     def target_details(self, conn: psycopg.Connection[Any], resolved: ResolvedTarget) -> None:
         kind, status, advice = connection_kind(resolved.dsn, resolved.kind)

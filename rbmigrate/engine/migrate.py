@@ -1,18 +1,17 @@
-"""Migrate: read, normalize and embed ahead in one thread; COPY + merge + checkpoint in another.
+"""Migrate: read, normalize and embed ahead in one thread; write + checkpoint in another.
 
-A reader thread pages through the snapshot, applies the record rules, re-embeds records
-without vectors and encodes the tasks of the traces each batch introduces (the CPU work);
-the main thread writes each batch in one transaction that also moves the checkpoint (the
-database work). A bounded queue lets both run at once. Any failure, a kill or a lost
-connection leaves the target at a committed checkpoint; the run resumes from there with no
-duplicate and no gap.
+A reader thread (engine.producer) pages through the snapshot, applies the record rules and
+embeds what needs it (the CPU work); the main thread writes each batch in one transaction
+that also moves the checkpoint (the database work): binary COPY + merge over a direct
+connection, one `rbmigrate_merge_batch` request over REST. A bounded queue lets both run at
+once. Any failure, a kill or a lost connection leaves the target at a committed checkpoint;
+the run resumes from there with no duplicate and no gap.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,35 +19,35 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-import numpy as np
-import psycopg
-
 from rbmigrate.embeddings import Embedder
 from rbmigrate.engine.expected import ExpectedRows
-from rbmigrate.engine.prepare import PreparedBatch, prepare_batch
+from rbmigrate.engine.producer import (
+    END,
+    BatchProducer,
+    CollectionDone,
+    Failure,
+    LegacyTraces,
+    RestOptions,
+    WorkItem,
+)
 from rbmigrate.engine.rejects import RejectsLog, entry
 from rbmigrate.engine.session import Session
 from rbmigrate.engine.task_embeddings import TaskEmbeddingFill
-from rbmigrate.errors import Interrupted, TargetConnectionError
+from rbmigrate.errors import Interrupted, RbmigrateError, TargetConnectionError
 from rbmigrate.records.codes import Reject
-from rbmigrate.records.model import MemoryRow, SourceRecord, TraceRow
+from rbmigrate.records.model import SourceRecord
 from rbmigrate.source.base import CollectionInfo
-from rbmigrate.target.connection import ResolvedTarget
-from rbmigrate.target.postgres import PostgresStore
-from rbmigrate.target.writer import MergeResult, PostgresWriter
+from rbmigrate.target.postgres import PostgresTransport
+from rbmigrate.target.rest_errors import RequestTooLarge
+from rbmigrate.target.transport import TargetWriter, Transport
+from rbmigrate.target.writer import MergeResult
 
 T = TypeVar("T")
 LEGACY = "(traces.json)"
 QUEUE_DEPTH = 2
-TASK_CACHE = 20000
 RECONNECT_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
-
-
-@dataclass
-class WorkItem:
-    collection: CollectionInfo
-    batch: PreparedBatch
-    traces: list[tuple[TraceRow, np.ndarray | None]]
+REST_REQUEST_BYTES = 2_000_000  # per batch request over REST; halved on a 413 or a timeout
+REST_MIN_BYTES = 20_000
 
 
 @dataclass
@@ -57,26 +56,6 @@ class AfterWrite:
     deleted: int | None = None
     built: list[str] = field(default_factory=list)
     tasks_encoded: int = 0
-
-
-@dataclass
-class LegacyTraces:
-    """Traces from traces.json that no migrated memory refers to; written last."""
-
-    traces: list[tuple[TraceRow, np.ndarray | None]]
-
-
-@dataclass
-class CollectionDone:
-    collection: CollectionInfo
-
-
-@dataclass
-class Failure:
-    error: BaseException
-
-
-END = object()
 
 
 @dataclass
@@ -126,131 +105,13 @@ class Tally:
         return Tally.from_json(self.as_json())
 
 
-def compose_document(row: MemoryRow) -> str:
-    return f"{row.title}\n{row.description or ''}\n{row.content}"
-
-
-class BatchProducer(threading.Thread):
-    """The CPU side: read, normalize, embed. Talks to the writer only through the queue."""
-
-    def __init__(
-        self,
-        session: Session,
-        plan: list[tuple[CollectionInfo, int]],
-        lookup: PostgresStore,
-        embedder: Embedder | None,
-        out: queue.Queue[Any],
-        reembed: bool,
-        records: list[SourceRecord] | None = None,
-    ) -> None:
-        super().__init__(name="rbmigrate-reader", daemon=True)
-        self.session = session
-        self.plan = plan
-        self.lookup = lookup
-        self.embedder = embedder
-        self.out = out
-        self.reembed = reembed
-        self.records = records
-        self.stop = threading.Event()
-        self.scheduled: set[UUID] = set()
-        self.empty: set[str] = set()  # collections with no target rows at the start: no lookups
-
-    def put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        try:
-            cfg = self.session.ctx.cfg
-            for coll, after in self.plan:
-                rules = self.session.rules(coll, reembed=self.reembed)
-                for page in self._pages(coll, after, cfg.migration.batch_size):
-                    if self.stop.is_set():
-                        return
-                    batch = prepare_batch(self.session, coll, rules, page, cfg.embedding.model)
-                    traces = self._traces_for(batch.rows)
-                    if coll.name not in self.empty:
-                        self._drop_unchanged(coll.name, batch)
-                    self._embed_missing(batch.rows)
-                    if not self.put(WorkItem(coll, batch, traces)):
-                        return
-                if not self.put(CollectionDone(coll)):
-                    return
-            leftovers = self._unreferenced_traces()
-            if leftovers and not self.put(LegacyTraces(leftovers)):
-                return
-            self.put(END)
-        except BaseException as exc:  # hand everything to the writer, which decides
-            self.put(Failure(exc))
-
-    def _pages(self, coll: CollectionInfo, after: int, size: int) -> Any:
-        if self.records is None:
-            return self.session.source.reader.pages(
-                coll, after=after, with_embeddings=True, page_size=size
-            )
-        mine = [r for r in self.records if r.collection == coll.name and r.position > after]
-        return (mine[i : i + size] for i in range(0, len(mine), size))
-
-    def _embed_missing(self, rows: list[MemoryRow]) -> None:
-        need = [r for r in rows if r.needs_embedding]
-        if need and self.embedder is not None:
-            vectors = self.embedder.encode([compose_document(r) for r in need])
-            for row, vec in zip(need, vectors, strict=True):
-                row.embedding = vec
-
-    def _drop_unchanged(self, collection: str, batch: PreparedBatch) -> None:
-        """Rows the target already holds with the same hash never reach COPY (a re-run of an
-        unchanged store writes nothing and costs one lookup per batch)."""
-        found = self.lookup.memories_by_source(collection, [r.source_id for r in batch.rows])
-        keep: list[MemoryRow] = []
-        for row in batch.rows:
-            hit = found.get(row.source_id)
-            if hit is not None and hit.source_hash == row.source_hash and hit.id == row.id:
-                batch.unchanged.append(row)
-            else:
-                keep.append(row)
-        batch.rows = keep
-
-    def _traces_for(self, rows: list[MemoryRow]) -> list[tuple[TraceRow, np.ndarray | None]]:
-        wanted = {r.trace_id for r in rows} - self.scheduled
-        if not wanted:
-            return []
-        found = self.session.index.traces(wanted)
-        existing = self.lookup.trace_hashes(list(found))
-        todo = [t for t in found.values() if existing.get(t.id, "absent") != t.source_hash]
-        self.scheduled |= wanted
-        return [(t, None) for t in todo]  # task embeddings come from TaskEmbeddingFill
-
-    def _unreferenced_traces(self) -> list[tuple[TraceRow, np.ndarray | None]]:
-        """Traces from traces.json that no migrated memory refers to."""
-        out: list[TraceRow] = []
-        for page in self.session.index.iter_traces():
-            out.extend(t for t in page if t.num_memories == 0 and t.id not in self.scheduled)
-        if not out:
-            return []
-        existing = self.lookup.trace_hashes([t.id for t in out])
-        return [(t, None) for t in out if existing.get(t.id, "absent") != t.source_hash]
-
-
-def transient(exc: BaseException) -> bool:
-    """A lost or reset connection; worth reconnecting and resuming from the checkpoint."""
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
-        exc, psycopg.errors.InsufficientPrivilege
-    )
-
-
 class Migration:
-    """One migrate run over a direct PostgreSQL connection."""
+    """One migrate run, over either transport."""
 
     def __init__(
         self,
         session: Session,
-        resolved: ResolvedTarget,
+        transport: Transport,
         run_id: str,
         embedder: Embedder | None,
         records: list[SourceRecord] | None = None,
@@ -258,7 +119,8 @@ class Migration:
         self.session = session
         self.ctx = session.ctx
         self.cfg = session.ctx.cfg
-        self.resolved = resolved
+        self.transport = transport
+        self.direct = transport if isinstance(transport, PostgresTransport) else None
         self.run_id = run_id
         self.embedder = embedder
         self.fill: TaskEmbeddingFill | None = None
@@ -266,26 +128,22 @@ class Migration:
         self.tallies: dict[str, Tally] = {}
         self.rejects = RejectsLog(self.ctx.run_dir / "rejects.jsonl")
         self.expected = ExpectedRows(self.ctx.run_dir / "expected.sqlite")
-        self.writer: PostgresWriter | None = None
+        self.writer: TargetWriter | None = None
         self.read_counts: Counter[str] = Counter()
+        self.max_bytes = REST_REQUEST_BYTES
+        self.unembedded: set[UUID] = set()  # REST: target traces lacking a task embedding
 
     # --- connections ---------------------------------------------------------------------
-    def connect_writer(self, fp: str) -> PostgresWriter:
-        from rbmigrate.engine.runs import try_lock
-
-        writer = PostgresWriter(self.resolved.dsn, self.cfg.target.schema)
-        if not try_lock(writer.conn, fp):
+    def connect_writer(self, fp: str) -> TargetWriter:
+        writer = self.transport.open_writer()
+        try:
+            writer.acquire(fp, self.run_id)
+        except BaseException:
             writer.close()
-            from rbmigrate.engine.runs import RunBusy
-
-            raise RunBusy(
-                "another rbmigrate run is migrating this source into this target right now.",
-                hint="wait for it to finish, or stop it; then run again (it resumes).",
-            )
-        writer.conn.commit()
+            raise
         return writer
 
-    def reconnect(self, fp: str, error: BaseException) -> PostgresWriter:
+    def reconnect(self, fp: str, error: BaseException) -> TargetWriter:
         self.ctx.log(
             "warning",
             f"lost the database connection ({str(error).strip().splitlines()[0][:200]}); "
@@ -317,7 +175,7 @@ class Migration:
             except Interrupted:
                 raise
             except BaseException as exc:
-                if not transient(exc):
+                if not self.transport.transient(exc):
                     raise
                 self.writer = self.reconnect(fp, exc)
                 if self.session.store is not None:
@@ -360,26 +218,34 @@ class Migration:
         out.built += self._build(fp, None)
         return out
 
-    def _writer(self) -> PostgresWriter:
+    def _writer(self) -> TargetWriter:
         assert self.writer is not None
         return self.writer
 
     def _build(self, fp: str, tables: tuple[str, ...] | None) -> list[str]:
-        """Build the run's deferred indexes (of `tables`, or all that remain)."""
+        """Build the run's deferred indexes (of `tables`, or all that remain). Direct only:
+        over REST the indexes are never dropped."""
         from rbmigrate.target.indexes import build_indexes, pending_indexes
+        from rbmigrate.target.writer import PostgresWriter
 
+        direct = self.direct
+        if direct is None:
+            return []
         schema = self.cfg.target.schema
-        pending = self.resilient(
-            fp, lambda: pending_indexes(self._writer().conn, schema, self.run_id)
-        )
-        if not [p for p in pending if tables is None or p["table"] in tables]:
+
+        def pending() -> list[dict[str, str]]:
+            writer = self._writer()
+            assert isinstance(writer, PostgresWriter)
+            return pending_indexes(writer.conn, schema, self.run_id)
+
+        if not [p for p in self.resilient(fp, pending) if tables is None or p["table"] in tables]:
             return []
         self.set_run(phase="index")
         with self.ctx.phase("index", unit="tuples") as counter:
             built = self.resilient(
                 fp,
                 lambda: build_indexes(
-                    self.resolved.dsn,
+                    direct.dsn,
                     schema,
                     self.run_id,
                     lambda name, done, total: self.ctx.progress("index", done, total, "tuples"),
@@ -390,21 +256,28 @@ class Migration:
         return built
 
     def start_fill(self) -> None:
-        """Begin encoding the trace tasks that need an embedding, before anything is written."""
+        """Direct: begin encoding the trace tasks that need an embedding, before anything is
+        written (filled after the writes). REST: note the target traces that lack one (the
+        producer encodes tasks inline and sends those traces again)."""
         from rbmigrate.engine.task_embeddings import TaskEmbeddingFill, traces_needing_embeddings
+        from rbmigrate.target.postgres import PostgresStore
+        from rbmigrate.target.rest_store import RestStore
 
         if self.embedder is None:
             return
-        assert self.session.store is not None
-        needed = traces_needing_embeddings(
-            self.session, self.session.store.conn, self.cfg.target.schema
-        )
+        store = self.session.store
+        if isinstance(store, RestStore):
+            self.embedder.check_dimension(self.session.dimension, "the target")
+            self.unembedded = store.traces_without_embedding()
+            return
+        assert isinstance(store, PostgresStore) and self.direct is not None
+        needed = traces_needing_embeddings(self.session, store.conn, self.cfg.target.schema)
         if not needed:
             return
         self.embedder.check_dimension(self.session.dimension, "the target")
         self.fill = TaskEmbeddingFill(
             self.embedder,
-            self.resolved.dsn,
+            self.direct.dsn,
             self.cfg.target.schema,
             needed,
             self.ctx.control.cancel,
@@ -420,10 +293,31 @@ class Migration:
                 return
             except Interrupted:
                 raise
+            except RequestTooLarge as exc:
+                self._smaller_requests(exc)
             except BaseException as exc:
-                if not transient(exc):
+                if not self.transport.transient(exc):
                     raise
                 self.writer = self.reconnect(fp, exc)
+
+    def _smaller_requests(self, exc: RequestTooLarge) -> None:
+        """REST: a batch was too large for the API; nothing of it was written, so the pass
+        starts again from the checkpoint with requests half as large."""
+        if self.max_bytes <= REST_MIN_BYTES:
+            raise RbmigrateError(
+                f"{exc.message} Even batches of {self.max_bytes} bytes are refused.",
+                title="Request too large",
+                hint="raise the API's request size limit or statement timeout, or migrate over "
+                "a direct connection (--db-url).",
+            ) from None
+        self.max_bytes = max(
+            REST_MIN_BYTES, min(self.max_bytes, exc.sent_bytes or self.max_bytes) // 2
+        )
+        self.ctx.log(
+            "warning",
+            f"{exc.message}; sending batches of at most {self.max_bytes} bytes from now on",
+            code="smaller_batches",
+        )
 
     def _pass(self) -> None:
         """From the committed checkpoints to the end, once. Raises on a lost connection."""
@@ -443,7 +337,7 @@ class Migration:
                 continue
             plan.append((coll, int(cp["position"]) if cp else 0))
         batches = {name: int(cp["batches"]) for name, cp in checkpoints.items()}
-        lookup = PostgresStore(self.resolved, self.cfg.target.schema)
+        lookup = self.transport.open_store()
         lookup.tables_exist = True
         out: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
         producer = BatchProducer(
@@ -454,6 +348,9 @@ class Migration:
             out,
             reembed=self.cfg.migration.reembed_missing and self.embedder is not None,
             records=self.records,
+            rest=None
+            if self.direct is not None
+            else RestOptions(self.max_bytes, self.embedder, self.unembedded),
         )
         producer.empty = {c.name for c, _after in plan if not lookup.memory_counts(c.name)}
         total = sum(c.count for c in self.session.selected)
@@ -499,18 +396,22 @@ class Migration:
         self.expected.add(batch.rows)
         self.expected.add(batch.unchanged)
         pending: dict[str, Tally] = {}
+        logged: set[str] = set()  # taken rows already in rejects.jsonl (finish may run twice)
 
         def finish(result: MergeResult) -> dict[str, Any]:
             tally = before.copy()
             taken_lines = []
             for source_id, other_coll, other_id in result.taken or []:
+                tally.rejects[Reject.DUPLICATE_ID] += 1
+                if source_id in logged:
+                    continue
+                logged.add(source_id)
                 rec = batch.originals[source_id]
                 msg = f"target id already belongs to {other_coll}/{other_id}"
                 taken_lines.append(entry(rec, Reject.DUPLICATE_ID, msg))
-                tally.rejects[Reject.DUPLICATE_ID] += 1
             offset = self.rejects.write(taken_lines)
-            if result.taken:
-                self.expected.remove(coll, [t[0] for t in result.taken])
+            if taken_lines:
+                self.expected.remove(coll, [t[0] for t in result.taken or []])
             accepted = len(batch.rows) - len(result.taken or [])
             tally.records += batch.records
             tally.inserted += result.memories_inserted
@@ -571,18 +472,7 @@ class Migration:
 
     def written_ids(self) -> set[UUID]:
         """Memory rows this run inserted or updated: verify re-hashes their content."""
-        from psycopg import sql
-
-        conn = self._writer().conn
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT row_id FROM {}.rbmigrate_changes WHERE run_id = %s AND table_name = 'memory_items'"
-                " AND action IN ('insert', 'update')"
-            ).format(sql.Identifier(self.cfg.target.schema)),
-            (self.run_id,),
-        ).fetchall()
-        conn.commit()
-        return {r[0] for r in rows}
+        return self._writer().written_ids(self.run_id)
 
     def accepted(self) -> int:
         return sum(t.inserted + t.updated + t.unchanged for t in self.tallies.values())

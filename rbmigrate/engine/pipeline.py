@@ -21,12 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from rbmigrate import __version__
-from rbmigrate.engine.context import RunContext
+from rbmigrate.engine.context import RunContext, private_file
 from rbmigrate.engine.migrate import Migration
 from rbmigrate.engine.report import set_warnings
 from rbmigrate.engine.session import Session
-from rbmigrate.errors import ExitCode, Interrupted, RbmigrateError, SchemaError, SourceError
-from rbmigrate.target.schema import apply_schema, incompatible_error
+from rbmigrate.errors import (
+    ExitCode,
+    Interrupted,
+    RbmigrateError,
+    RunBusy,
+    SchemaError,
+    SourceError,
+)
+from rbmigrate.target.schema import SchemaStatus, apply_schema, incompatible_error, render_schema
+from rbmigrate.target.transport import Transport
 
 
 @dataclass
@@ -39,27 +47,61 @@ class MigrateOptions:
 
 
 def ensure_schema(ctx: RunContext, session: Session, report: dict[str, Any]) -> None:
-    """Bootstrap the target when its schema is missing or partial; refuse when incompatible."""
+    """Bootstrap the target when its schema is missing or partial; refuse when incompatible.
+    Over REST the schema cannot be created: the SQL is written for the SQL editor instead."""
+    from rbmigrate.target.postgres import PostgresStore
+
     status = session.schema
-    if status is None or session.store is None:
+    store = session.store
+    if status is None or store is None:
         return
     if status.problems:
         raise incompatible_error(status)
-    if status.missing:
-        with ctx.phase("bootstrap", unit="objects") as done:
-            ctx.log(
-                "info", f"creating {len(status.missing)} schema objects in {ctx.cfg.target.schema}"
-            )
-            after = apply_schema(session.store.conn, ctx.cfg.target.schema, session.dimension)
-            done[0] = len(status.missing)
-        report["schema"] = {
-            "before": status.as_dict(),
-            "after": after.as_dict(),
-            "dimension": session.dimension,
-            "applied": True,
-        }
-        session.store.refresh_types()
-        session.schema = session.store.schema_status(session.dimension)
+    if not status.missing:
+        return
+    if not isinstance(store, PostgresStore):
+        raise rest_schema_missing(ctx, status, session.dimension)
+    if set(status.missing) <= deferred_by_run(ctx, store, status):
+        return  # a resumed initial load: its dropped indexes are built after the data
+    with ctx.phase("bootstrap", unit="objects") as done:
+        ctx.log("info", f"creating {len(status.missing)} schema objects in {ctx.cfg.target.schema}")
+        after = apply_schema(store.conn, ctx.cfg.target.schema, session.dimension)
+        done[0] = len(status.missing)
+    report["schema"] = {
+        "before": status.as_dict(),
+        "after": after.as_dict(),
+        "dimension": session.dimension,
+        "applied": True,
+    }
+    store.refresh_types()
+    session.schema = store.schema_status(session.dimension)
+
+
+def deferred_by_run(ctx: RunContext, store: Any, status: SchemaStatus) -> set[str]:
+    """The indexes this run dropped to build after its data (a resumed initial load): they
+    are not missing, and bootstrapping them again would make the rest of the load maintain
+    the HNSW indexes row by row."""
+    from rbmigrate.target.indexes import pending_indexes
+
+    if "table rbmigrate_runs" not in status.present:
+        return set()
+    pending = pending_indexes(store.conn, ctx.cfg.target.schema, ctx.run_id)
+    return {f"index {p['name']}" for p in pending}
+
+
+def rest_schema_missing(ctx: RunContext, status: SchemaStatus, dimension: int) -> SchemaError:
+    """The schema to paste, written into the run directory, and the error that says so."""
+    path = ctx.run_dir / f"schema-{dimension}.sql"
+    with private_file(path) as fh:
+        fh.write(render_schema(dimension, ctx.cfg.target.schema))
+    shown = ", ".join(status.missing[:5]) + (" …" if len(status.missing) > 5 else "")
+    return SchemaError(
+        f"the target's schema is {status.state()} ({len(status.missing)} objects missing: "
+        f"{shown}); over REST rbmigrate cannot create it.",
+        title="Schema missing",
+        hint=f"paste {path} into the Supabase SQL editor (Dashboard → SQL Editor → Run) and run "
+        "again; or bootstrap once over a direct connection with --db-url.",
+    )
 
 
 def refuse_problems(session: Session) -> None:
@@ -171,40 +213,46 @@ def plan_from_run(session: Session, migration: Migration, report: dict[str, Any]
     }
 
 
-def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Any, str, bool]:
+def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Transport, str, bool]:
     """Connect, choose the run (resume or new), snapshot and scan."""
     from rbmigrate.engine.runs import choose_run, fingerprint
-    from rbmigrate.target.connection import resolve_target
-    from rbmigrate.target.postgres import PostgresStore
+    from rbmigrate.engine.session import retry_logger
+    from rbmigrate.target.transport import open_transport
 
     cfg = ctx.cfg
     with ctx.phase("connect", unit="steps"):
-        resolved = resolve_target(cfg)
+        transport = open_transport(cfg, cancel=ctx.control.cancel, on_retry=retry_logger(ctx))
         try:
-            store = PostgresStore(resolved, cfg.target.schema)
+            store = transport.open_store()
+            store.describe()  # the first request: a wrong URL or key fails here
         except BaseException:
-            resolved.close()
+            transport.close()
             raise
     fp = fingerprint(cfg)
     resumed = False
-    if opts.retry_rejects is None:
-        choice = choose_run(store.conn, cfg.target.schema, fp, opts.resume)
-        if choice.message:
-            ctx.log("info", choice.message, code="resume")
-        if choice.run_id:
-            ctx.adopt(choice.run_id)
-        resumed = choice.resumed
-    return Session.open(ctx, store=store, resolved=resolved), resolved, fp, resumed
+    try:
+        if opts.retry_rejects is None:
+            choice = choose_run(store, fp, opts.resume)
+            if choice.message:
+                ctx.log("info", choice.message, code="resume")
+            if choice.run_id:
+                ctx.adopt(choice.run_id)
+            resumed = choice.resumed
+    except BaseException:
+        store.close()
+        transport.close()
+        raise
+    return Session.open(ctx, store=store, transport=transport), transport, fp, resumed
 
 
 def _register(
-    ctx: RunContext, report: dict[str, Any], resolved: Any, fp: str, resumed: bool
+    ctx: RunContext, report: dict[str, Any], transport: Transport, fp: str, resumed: bool
 ) -> None:
     from rbmigrate.target.indexes import defer_indexes
     from rbmigrate.target.writer import PostgresWriter
 
     cfg = ctx.cfg
-    registrar = PostgresWriter(resolved.dsn, cfg.target.schema)
+    registrar = transport.open_writer()
     try:
         registrar.register_run(
             ctx.run_id,
@@ -215,7 +263,8 @@ def _register(
             cfg.redacted(),
             __version__,
         )
-        if not resumed and registrar.is_empty():
+        # over REST the indexes stay: dropping them needs the owner's rights
+        if isinstance(registrar, PostgresWriter) and not resumed and registrar.is_empty():
             deferred = defer_indexes(registrar.conn, cfg.target.schema, ctx.run_id)
             if deferred:
                 ctx.log(
@@ -234,7 +283,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
     from rbmigrate.engine.verify import run_verify
 
     cfg = ctx.cfg
-    session, resolved, fp, resumed = _open(ctx, opts)
+    session, transport, fp, resumed = _open(ctx, opts)
     report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
     store = session.store
     assert store is not None
@@ -249,8 +298,8 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             names = {r.collection for r in records}
             session.selected = [c for c in session.selected if c.name in names]
         session.scan()
-        migration = Migration(session, resolved, ctx.run_id, shared_embedder(cfg), records=records)
-        _register(ctx, report, resolved, fp, resumed)
+        migration = Migration(session, transport, ctx.run_id, shared_embedder(cfg), records=records)
+        _register(ctx, report, transport, fp, resumed)
         migration.start_fill()
         try:
             with ctx.phase("write", total=sum(c.count for c in session.selected)) as counter:
@@ -260,7 +309,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 fp, with_deletes=cfg.migration.delete_missing and records is None
             )
         except Interrupted:
-            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "interrupted")
+            _mark(transport, ctx.run_id, "interrupted")
             raise
         if after.deleted is not None:
             report["counts"]["deleted"] = after.deleted
@@ -276,7 +325,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             fp,
             lambda: run_verify(
                 session,
-                store.conn,
+                store,
                 deep=opts.deep,
                 reembed=cfg.migration.reembed_missing,
                 expected=cache,
@@ -299,8 +348,8 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         )
         return code
     except RbmigrateError as exc:
-        if not isinstance(exc, Interrupted):
-            _mark(resolved.dsn, cfg.target.schema, ctx.run_id, "failed")
+        if not isinstance(exc, Interrupted | RunBusy):  # a busy run is another process's
+            _mark(transport, ctx.run_id, "failed")
         raise
     finally:
         if migration is not None:
@@ -331,11 +380,11 @@ def _verdict(ctx: RunContext, report: dict[str, Any], verify: Any, rejected: int
     return code
 
 
-def _mark(dsn: str, schema: str, run_id: str, status: str) -> None:
+def _mark(transport: Transport, run_id: str, status: str) -> None:
     """Best effort: record how a run ended (the connection may be what failed)."""
-    from rbmigrate.target.writer import PostgresWriter
-
     with contextlib.suppress(Exception):
-        w = PostgresWriter(dsn, schema)
-        w.set_run(run_id, status=status)
-        w.close()
+        w = transport.open_writer()
+        try:
+            w.set_run(run_id, status=status)
+        finally:
+            w.close()

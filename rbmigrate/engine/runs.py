@@ -1,8 +1,9 @@
 """Which run is this? A new one, or the unfinished one for the same source and target.
 
 A run is identified by its source fingerprint (where the source is, which collections and
-workspaces, which target schema). While a run works it holds a PostgreSQL advisory lock on
-that fingerprint, so a run marked `running` whose lock is free was killed and can resume,
+workspaces, which target schema). While a run works it holds that fingerprint: over a direct
+connection with a PostgreSQL advisory lock, over REST with a lease in its rbmigrate_runs row
+(target.rest_writer). So a run marked `running` that nobody holds was killed and can resume,
 and two runs can never write the same migration at once.
 """
 
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from rbmigrate.config import Config
-from rbmigrate.errors import ConfigError, RbmigrateError
+from rbmigrate.errors import ConfigError, RunBusy
+from rbmigrate.target.transport import TargetStore
+
+__all__ = ["RunBusy", "RunChoice", "choose_run", "fingerprint", "try_lock", "unlock"]
 
 RESUMABLE = ("running", "interrupted")
 
@@ -50,10 +52,6 @@ class RunChoice:
     message: str
 
 
-class RunBusy(RbmigrateError):
-    default_title = "Run in progress"
-
-
 def try_lock(conn: Any, fp: str) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(fp),)).fetchone()
     return bool(row and row[0])
@@ -63,11 +61,9 @@ def unlock(conn: Any, fp: str) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(fp),))
 
 
-def choose_run(conn: Any, schema: str, fp: str, resume: str | None) -> RunChoice:
+def choose_run(store: TargetStore, fp: str, resume: str | None) -> RunChoice:
     """Explicit --resume RUN_ID, --resume (latest), or automatic resume of a killed run."""
-    runs = sql.SQL("{}.rbmigrate_runs").format(sql.Identifier(schema))
-    exists = conn.execute("SELECT to_regclass(%s)", (f"{schema}.rbmigrate_runs",)).fetchone()
-    if not exists or exists[0] is None:
+    if not store.runs_table_exists():
         if resume not in (None, "latest"):
             raise ConfigError(
                 f"run {resume} does not exist: the target has no rbmigrate tables yet."
@@ -76,31 +72,21 @@ def choose_run(conn: Any, schema: str, fp: str, resume: str | None) -> RunChoice
             None, False, "no earlier run in this target; starting a new run" if resume else ""
         )
     if resume not in (None, "latest"):
-        row = conn.execute(
-            sql.SQL("SELECT status, source_fingerprint FROM {} WHERE run_id = %s").format(runs),
-            (resume,),
-        ).fetchone()
-        if row is None:
+        state = store.run_state(resume)
+        if state is None:
             raise ConfigError(
                 f"run {resume} does not exist in this target.",
                 hint="rbmigrate --headless migrate --resume (without an id) picks the latest one.",
             )
-        if row[0] == "ok":
+        if state[0] == "ok":
             return RunChoice(None, False, f"run {resume} finished already; starting a new run")
-        if row[1] != fp:
+        if state[1] != fp:
             raise ConfigError(
                 f"run {resume} migrated another source, collection set or schema.",
                 hint="resume it with the same --chroma-path/--chroma-url, --collection and --schema.",
             )
         return RunChoice(resume, True, f"resuming run {resume}")
-    row = conn.execute(
-        sql.SQL(
-            "SELECT run_id, status FROM {} WHERE source_fingerprint = %s AND command IN ('migrate', 'headless')"
-            " ORDER BY started_at DESC LIMIT 1"
-        ).format(runs),
-        (fp,),
-    ).fetchone()
-    conn.commit()
+    row = store.latest_run(fp)
     if row and row[1] in RESUMABLE:
         return RunChoice(row[0], True, f"resuming unfinished run {row[0]}")
     if resume == "latest":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,13 +15,21 @@ from rbmigrate.engine.traceindex import TraceIndex
 from rbmigrate.records.ids import memory_uuid
 from rbmigrate.records.normalize import RuleContext, is_selected, observe
 from rbmigrate.source import ChromaSource, CollectionInfo, open_source
-from rbmigrate.target.connection import ResolvedTarget, resolve_target
-from rbmigrate.target.postgres import PostgresStore
 from rbmigrate.target.schema import DEFAULT_DIMENSION, SchemaStatus
+from rbmigrate.target.transport import TargetStore, Transport, open_transport
 
 SCAN_PAGE = 5000
 # what pass 1 needs of each record's metadata (see records.normalize.observe)
 SCAN_KEYS = ("trace_id", "task", "outcome", "timestamp", "workspace_id")
+
+
+def retry_logger(ctx: RunContext) -> Callable[[str, int, str], None]:
+    """How a REST request's retries reach the run's log (and the report's messages)."""
+
+    def note(what: str, attempt: int, failure: str) -> None:
+        ctx.log("warning", f"retrying ({attempt}) a request to {what}: {failure}", code="retry")
+
+    return note
 
 
 @dataclass
@@ -43,8 +52,8 @@ class CollectionProblem:
 class Session:
     ctx: RunContext
     source: ChromaSource
-    store: PostgresStore | None
-    resolved: ResolvedTarget | None
+    store: TargetStore | None
+    transport: Transport | None
     index: TraceIndex
     selected: list[CollectionInfo]
     dimension: int
@@ -59,16 +68,19 @@ class Session:
         ctx: RunContext,
         *,
         need_target: bool = True,
-        store: PostgresStore | None = None,
-        resolved: ResolvedTarget | None = None,
+        store: TargetStore | None = None,
+        transport: Transport | None = None,
     ) -> Session:
         cfg = ctx.cfg
         source: ChromaSource | None = None
         try:
             if need_target and store is None:  # connect first: a bad URL fails before any copy
                 with ctx.phase("connect", unit="steps"):
-                    resolved = resolve_target(cfg)
-                    store = PostgresStore(resolved, cfg.target.schema)
+                    transport = open_transport(
+                        cfg, cancel=ctx.control.cancel, on_retry=retry_logger(ctx)
+                    )
+                    store = transport.open_store()
+                    store.describe()  # the first request: a wrong URL or key fails here
             with ctx.phase("snapshot", unit="files"):
                 source = open_source(cfg, ctx.run_dir, control=ctx.control, sink=ctx.sink)
             with ctx.phase("discover", unit="collections") as done:
@@ -79,8 +91,8 @@ class Session:
         except BaseException:
             if store is not None:
                 store.close()
-            if resolved is not None:
-                resolved.close()
+            if transport is not None:
+                transport.close()
             if source is not None:
                 source.close()
             raise
@@ -88,7 +100,7 @@ class Session:
             ctx=ctx,
             source=source,
             store=store,
-            resolved=resolved,
+            transport=transport,
             index=index,
             selected=selected,
             dimension=DEFAULT_DIMENSION,
@@ -215,8 +227,8 @@ class Session:
             self.source.close()
         if self.store is not None:
             self.store.close()
-        if self.resolved is not None:
-            self.resolved.close()
+        if self.transport is not None:
+            self.transport.close()
         if not keep and self.source.snapshot is not None:
             shutil.rmtree(self.source.snapshot, ignore_errors=True)
             shutil.rmtree(self.ctx.run_dir / "scratch", ignore_errors=True)

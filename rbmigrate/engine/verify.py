@@ -18,20 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from psycopg import sql
 
 from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.prepare import prepare_batch
 from rbmigrate.engine.session import Session
 from rbmigrate.records.hashing import memory_hash, trace_hash
 from rbmigrate.records.model import MemoryRow
-from rbmigrate.target.readback import (
-    fetch_memories,
-    fetch_memory_hashes,
-    fetch_traces,
-    memory_from_row,
-    trace_from_row,
-)
+from rbmigrate.target.readback import memory_from_row, trace_from_row
+from rbmigrate.target.transport import TargetStore
 
 SAMPLES = 5
 
@@ -117,7 +111,7 @@ def _cached(expected: ExpectedRows, coll: Any, size: int) -> Iterator[list[Expec
 
 def run_verify(
     session: Session,
-    conn: Any,
+    store: TargetStore,
     *,
     deep: bool = False,
     reembed: bool = True,
@@ -128,7 +122,6 @@ def run_verify(
     checked by their stored hash (the verify closing a run re-hashes what the run wrote)."""
     ctx = session.ctx
     cfg = ctx.cfg
-    schema = cfg.target.schema
     model = cfg.embedding.model
     use_cache = expected is not None and not deep
     result = VerifyResult(
@@ -147,14 +140,13 @@ def run_verify(
             )
             for page in pages:
                 ctx.checkpoint()
-                stored_rows = fetch_memory_hashes(conn, schema, coll.name, [e[0] for e in page])
+                stored_rows = store.fetch_memory_hashes(coll.name, [e[0] for e in page])
                 wanted = [
                     sid
                     for sid, (rid, _h, _w) in stored_rows.items()
                     if content_ids is None or rid in content_ids
                 ]
-                full = fetch_memories(conn, schema, coll.name, wanted) if wanted else {}
-                conn.commit()
+                full = store.fetch_memories(coll.name, wanted) if wanted else {}
                 for source_id, want, workspace, row in page:
                     result.checked += 1
                     result.expected[(coll.name, workspace)] += 1
@@ -186,30 +178,20 @@ def run_verify(
                             result.vector_mismatches += 1
                             result.note("vector_mismatch", f"{coll.name}/{source_id}")
                 ctx.progress("verify", result.checked, total)
-            in_target = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}.memory_items WHERE source_collection = %s").format(
-                    sql.Identifier(schema)
-                ),
-                (coll.name,),
-            ).fetchone()
-            conn.commit()
-            result.extra += max(0, int(in_target[0] if in_target else 0) - seen)
-        _verify_traces(session, conn, schema, model, result)
+            result.extra += max(0, store.count_memories(coll.name) - seen)
+        _verify_traces(session, store, model, result)
         counter[0] = result.checked
     return result
 
 
-def _verify_traces(
-    session: Session, conn: Any, schema: str, model: str, result: VerifyResult
-) -> None:
+def _verify_traces(session: Session, store: TargetStore, model: str, result: VerifyResult) -> None:
     """Every trace an accepted memory refers to must be in the target with its hash."""
-    needed = _referenced_traces(session, conn, schema)
+    needed = store.referenced_traces([c.name for c in session.selected])
     for page in session.index.iter_traces():
         wanted = [t for t in page if t.id in needed or t.num_memories == 0]
         if not wanted:
             continue
-        rows = fetch_traces(conn, schema, [t.id for t in wanted])
-        conn.commit()
+        rows = store.fetch_traces([t.id for t in wanted])
         for t in wanted:
             result.traces["checked"] += 1
             got = rows.get(t.id)
@@ -223,15 +205,3 @@ def _verify_traces(
                 result.note("trace_mismatched", str(t.id))
             if not has_embedding:
                 result.traces["no_embedding"] += 1
-
-
-def _referenced_traces(session: Session, conn: Any, schema: str) -> set[Any]:
-    names = [c.name for c in session.selected]
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT DISTINCT trace_id FROM {}.memory_items WHERE source_collection = ANY(%s)"
-        ).format(sql.Identifier(schema)),
-        (names,),
-    ).fetchall()
-    conn.commit()
-    return {r[0] for r in rows}

@@ -6,16 +6,20 @@ Everything here reads; the plan uses only this, so a dry run cannot write to the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
+from rbmigrate.target import readback
 from rbmigrate.target.connection import ResolvedTarget, connect
 from rbmigrate.target.schema import SchemaStatus, inspect_schema, quote_ident
+
+if TYPE_CHECKING:
+    from rbmigrate.target.writer import PostgresWriter
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,96 @@ class PostgresStore:
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    # --- verify's read-back (autocommit: nothing to end) -------------------------------------
+    def fetch_memory_hashes(
+        self, collection: str, source_ids: list[str]
+    ) -> dict[str, tuple[UUID, str | None, str | None]]:
+        return readback.fetch_memory_hashes(self.conn, self.schema, collection, source_ids)
+
+    def fetch_memories(self, collection: str, source_ids: list[str]) -> dict[str, Sequence[Any]]:
+        return readback.fetch_memories(self.conn, self.schema, collection, source_ids)
+
+    def fetch_traces(self, ids: list[UUID]) -> dict[UUID, Sequence[Any]]:
+        return readback.fetch_traces(self.conn, self.schema, ids)
+
+    def count_memories(self, collection: str) -> int:
+        row = self.conn.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE source_collection = %s").format(
+                self.t("memory_items")
+            ),
+            (collection,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def referenced_traces(self, collections: list[str]) -> set[UUID]:
+        rows = self.conn.execute(
+            sql.SQL("SELECT DISTINCT trace_id FROM {} WHERE source_collection = ANY(%s)").format(
+                self.t("memory_items")
+            ),
+            (collections,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    # --- runs (engine.runs.choose_run) ------------------------------------------------------
+    def runs_table_exists(self) -> bool:
+        row = self.conn.execute(
+            "SELECT to_regclass(%s)", (f"{self.schema}.rbmigrate_runs",)
+        ).fetchone()
+        return bool(row and row[0] is not None)
+
+    def run_state(self, run_id: str) -> tuple[str, str | None] | None:
+        row = self.conn.execute(
+            sql.SQL("SELECT status, source_fingerprint FROM {} WHERE run_id = %s").format(
+                self.t("rbmigrate_runs")
+            ),
+            (run_id,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def latest_run(self, fingerprint: str) -> tuple[str, str] | None:
+        row = self.conn.execute(
+            sql.SQL(
+                "SELECT run_id, status FROM {} WHERE source_fingerprint = %s"
+                " AND command IN ('migrate', 'headless') ORDER BY started_at DESC LIMIT 1"
+            ).format(self.t("rbmigrate_runs")),
+            (fingerprint,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.close()
+
+
+class PostgresTransport:
+    """The direct connection: binary COPY, deferred index builds, the bootstrap."""
+
+    name = "postgres"
+
+    def __init__(self, resolved: ResolvedTarget, schema: str) -> None:
+        self.resolved = resolved
+        self.schema = schema
+
+    @property
+    def dsn(self) -> str:
+        return self.resolved.dsn
+
+    def shown(self) -> str:
+        return self.resolved.shown()
+
+    def open_store(self) -> PostgresStore:
+        return PostgresStore(self.resolved, self.schema)
+
+    def open_writer(self) -> PostgresWriter:
+        from rbmigrate.target.writer import PostgresWriter
+
+        return PostgresWriter(self.resolved.dsn, self.schema)
+
+    def transient(self, exc: BaseException) -> bool:
+        """A lost or reset connection: worth reconnecting and resuming from the checkpoint."""
+        return isinstance(
+            exc, psycopg.OperationalError | psycopg.InterfaceError
+        ) and not isinstance(exc, psycopg.errors.InsufficientPrivilege)
+
+    def close(self) -> None:
+        self.resolved.close()

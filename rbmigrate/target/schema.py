@@ -23,6 +23,7 @@ SCHEMA_VERSION = 1
 DATA_TABLES = ("reasoning_traces", "memory_items")
 VECTOR_COLUMNS = (("memory_items", "content_embedding"), ("reasoning_traces", "task_embedding"))
 UUID_COLUMNS = (("memory_items", "id"), ("memory_items", "trace_id"), ("reasoning_traces", "id"))
+LEAKY_POLICY = "Allow all operations for authenticated users"
 
 
 @lru_cache(maxsize=1)
@@ -129,34 +130,63 @@ class SchemaStatus:
         return d
 
 
-def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -> SchemaStatus:
-    """What exists, what is missing, and whether what exists can hold this source."""
-    m = manifest()
-    status = SchemaStatus(schema=schema, dimension_wanted=dimension)
+@dataclass
+class CatalogFacts:
+    """What the catalog says about one schema: read over a connection, or over REST from
+    `rbmigrate_schema_info()`, so both transports judge a schema by the same rules."""
+
+    server_version: str = ""
+    pgvector_version: str | None = None
+    pgvector_available: str | None = None
+    is_supabase: bool = False
+    tables: set[str] = field(default_factory=set)
+    rls: dict[str, bool] = field(default_factory=dict)
+    columns: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    indexes: set[str] = field(default_factory=set)
+    functions: set[str] = field(default_factory=set)
+    triggers: set[tuple[str, str]] = field(default_factory=set)
+    policies: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> CatalogFacts:
+        """From the JSON `rbmigrate_schema_info()` returns."""
+        tables = [tuple(t) for t in info.get("tables") or []]
+        return cls(
+            server_version=str(info.get("server_version") or ""),
+            pgvector_version=info.get("pgvector_version"),
+            pgvector_available=info.get("pgvector_available"),
+            is_supabase=bool(info.get("is_supabase")),
+            tables={str(t[0]) for t in tables},
+            rls={str(t[0]): bool(t[1]) for t in tables},
+            columns={
+                (str(c[0]), str(c[1])): (str(c[2]), int(c[3])) for c in info.get("columns") or []
+            },
+            indexes={str(i) for i in info.get("indexes") or []},
+            functions={str(f) for f in info.get("functions") or []},
+            triggers={(str(t[0]), str(t[1])) for t in info.get("triggers") or []},
+            policies={(str(p[0]), str(p[1])) for p in info.get("policies") or []},
+        )
+
+
+def catalog_facts(conn: psycopg.Connection[Any], schema: str) -> CatalogFacts:
+    facts = CatalogFacts()
     version = conn.execute("SHOW server_version").fetchone()
-    status.server_version = str(version[0]) if version else ""
+    facts.server_version = str(version[0]) if version else ""
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    status.pgvector_version = row[0] if row else None
+    facts.pgvector_version = row[0] if row else None
     row = conn.execute(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
     ).fetchone()
-    status.pgvector_available = row[0] if row else None
+    facts.pgvector_available = row[0] if row else None
     supabase = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin')"
     ).fetchone()
-    status.is_supabase = bool(supabase and supabase[0])
-
-    def mark(name: str, ok: bool) -> None:
-        (status.present if ok else status.missing).append(name)
-
-    mark("extension vector", status.pgvector_version is not None)
-    tables = {
+    facts.is_supabase = bool(supabase and supabase[0])
+    facts.tables = {
         r[0]
         for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,))
     }
-    for t in m.tables:
-        mark(f"table {t}", t in tables)
-    columns = {
+    facts.columns = {
         (r[0], r[1]): (r[2], r[3])
         for r in conn.execute(
             """SELECT c.relname, a.attname, t.typname, a.atttypmod
@@ -167,25 +197,18 @@ def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -
             (schema,),
         )
     }
-    for t, c in m.columns:
-        if t in tables:
-            mark(f"column {t}.{c}", (t, c) in columns)
-    indexes = {
+    facts.indexes = {
         r[0]
         for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
     }
-    for i in m.indexes:
-        mark(f"index {i}", i in indexes)
-    functions = {
+    facts.functions = {
         r[0]
         for r in conn.execute(
             "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
             (schema,),
         )
     }
-    for f in m.functions:
-        mark(f"function {f}", f in functions)
-    triggers = {
+    facts.triggers = {
         (r[0], r[1])
         for r in conn.execute(
             """SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -193,17 +216,13 @@ def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -
             (schema,),
         )
     }
-    for trig, tbl in m.triggers:
-        mark(f"trigger {trig} on {tbl}", (trig, tbl) in triggers)
-    policies = {
+    facts.policies = {
         (r[0], r[1])
         for r in conn.execute(
             "SELECT policyname, tablename FROM pg_policies WHERE schemaname = %s", (schema,)
         )
     }
-    for pol, tbl in m.policies:
-        mark(f"policy {pol} on {tbl}", (pol, tbl) in policies)
-    rls = {
+    facts.rls = {
         r[0]: r[1]
         for r in conn.execute(
             """SELECT c.relname, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -211,17 +230,44 @@ def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -
             (schema,),
         )
     }
+    return facts
+
+
+def inspect_schema(conn: psycopg.Connection[Any], schema: str, dimension: int) -> SchemaStatus:
+    """What exists, what is missing, and whether what exists can hold this source."""
+    return status_from_facts(catalog_facts(conn, schema), schema, dimension)
+
+
+def status_from_facts(facts: CatalogFacts, schema: str, dimension: int) -> SchemaStatus:
+    m = manifest()
+    status = SchemaStatus(schema=schema, dimension_wanted=dimension)
+    status.server_version = facts.server_version
+    status.pgvector_version = facts.pgvector_version
+    status.pgvector_available = facts.pgvector_available
+    status.is_supabase = facts.is_supabase
+
+    def mark(name: str, ok: bool) -> None:
+        (status.present if ok else status.missing).append(name)
+
+    mark("extension vector", status.pgvector_version is not None)
+    tables, columns = facts.tables, facts.columns
+    for t in m.tables:
+        mark(f"table {t}", t in tables)
+    for t, c in m.columns:
+        if t in tables:
+            mark(f"column {t}.{c}", (t, c) in columns)
+    for i in m.indexes:
+        mark(f"index {i}", i in facts.indexes)
+    for f in m.functions:
+        mark(f"function {f}", f in facts.functions)
+    for trig, tbl in m.triggers:
+        mark(f"trigger {trig} on {tbl}", (trig, tbl) in facts.triggers)
+    for pol, tbl in m.policies:
+        mark(f"policy {pol} on {tbl}", (pol, tbl) in facts.policies)
     for t in m.tables:
         if t in tables:
-            mark(f"row level security on {t}", bool(rls.get(t)))
-    leaky = [
-        p
-        for p in conn.execute(
-            "SELECT policyname FROM pg_policies WHERE schemaname = %s AND policyname = %s",
-            (schema, "Allow all operations for authenticated users"),
-        )
-    ]
-    if leaky:
+            mark(f"row level security on {t}", bool(facts.rls.get(t)))
+    if any(p == LEAKY_POLICY for p, _t in facts.policies):
         status.missing.append(
             "removal of the upstream policy that shows every workspace to every user"
         )

@@ -12,12 +12,14 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from rbmigrate.errors import RunBusy
 from rbmigrate.records.model import MemoryRow, TraceRow
 from rbmigrate.target.connection import connect
 
@@ -290,6 +292,30 @@ class PostgresWriter:
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.close()
+
+    def acquire(self, fingerprint: str, run_id: str) -> None:
+        """Hold the migration of this source into this target for as long as this connection
+        lives (a PostgreSQL advisory lock: a killed run frees it at once)."""
+        from rbmigrate.engine.runs import try_lock
+
+        if not try_lock(self.conn, fingerprint):
+            raise RunBusy(
+                "another rbmigrate run is migrating this source into this target right now.",
+                hint="wait for it to finish, or stop it; then run again (it resumes).",
+            )
+        self.conn.commit()
+
+    def written_ids(self, run_id: str) -> set[UUID]:
+        """Memory rows the run inserted or updated: verify re-hashes their content."""
+        rows = self.conn.execute(
+            self.q(
+                "SELECT row_id FROM {changes} WHERE run_id = %s AND table_name = 'memory_items'"
+                " AND action IN ('insert', 'update')"
+            ),
+            (run_id,),
+        ).fetchall()
+        self.conn.commit()
+        return {r[0] for r in rows}
 
     # --- runs ----------------------------------------------------------------------------
     def register_run(

@@ -1,9 +1,13 @@
 """Migrate on real parts: every rule lands as specified, counts reconcile, re-runs are
-no-ops, changes update exactly what changed, rollback restores the target exactly."""
+no-ops, changes update exactly what changed, rollback restores the target exactly.
+
+Every test runs twice, over the direct connection and over REST (a PostgREST gateway in
+front of the same database): the transports must leave the target in the same state."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid5
 
@@ -17,20 +21,23 @@ from rbmigrate.records.ids import NAMESPACE
 from tests.support.cases import MISSING_ID, NAN_ID, T1, cases, uid, write_cases_store
 from tests.support.cli import Result, run_cli
 from tests.support.stores import item, rb_metadata, write_store
+from tests.support.targets import TRANSPORTS, Target, make_target
 
 
-def migrate(store: Path, db_url: str, data_dir: Path, *extra: str, **env: str) -> Result:
-    return run_cli(
-        [
-            "--headless",
-            "migrate",
-            "--chroma-path",
-            str(store),
-            "--db-url",
-            db_url,
-            "--json",
-            *extra,
-        ],
+@pytest.fixture(params=TRANSPORTS)
+def target(request: pytest.FixtureRequest, db_url: str) -> Iterator[Target]:
+    with make_target(request.param, db_url) as t:
+        yield t
+
+
+def cli(args: list[str], target: Target, data_dir: Path, **env: str) -> Result:
+    return run_cli([*args, *target.args], data_dir, **target.env, **env)
+
+
+def migrate(store: Path, target: Target, data_dir: Path, *extra: str, **env: str) -> Result:
+    return cli(
+        ["--headless", "migrate", "--chroma-path", str(store), "--json", *extra],
+        target,
         data_dir,
         **env,
     )
@@ -71,8 +78,9 @@ def cases_store(tmp_path: Path) -> Path:
     return write_cases_store(tmp_path / "cases")
 
 
-def test_every_rule_lands_as_specified(cases_store, db_url, data_dir):
-    res = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1")
+def test_every_rule_lands_as_specified(cases_store, target, data_dir):
+    db_url = target.db_url
+    res = migrate(cases_store, target, data_dir, "--max-rejects", "-1")
     assert res.code == 0, res.err
     report = res.json()
     assert_reconciles(report)
@@ -154,21 +162,22 @@ def test_every_rule_lands_as_specified(cases_store, db_url, data_dir):
     assert run[0] == "ok" and run[1]["source_records"] == len(cases())
 
 
-def test_rejects_above_max_rejects_exit_1_but_keep_everything(cases_store, db_url, data_dir):
-    res = migrate(cases_store, db_url, data_dir)
+def test_rejects_above_max_rejects_exit_1_but_keep_everything(cases_store, target, data_dir):
+    res = migrate(cases_store, target, data_dir)
     assert res.code == 1
     report = res.json()
     assert report["verify"]["ok"] and report["counts"]["rejected"] == 3
     assert "max_rejects" in res.err
 
 
-def test_rerun_is_a_noop_and_says_so(cases_store, db_url, data_dir):
-    first = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1").json()
+def test_rerun_is_a_noop_and_says_so(cases_store, target, data_dir):
+    db_url = target.db_url
+    first = migrate(cases_store, target, data_dir, "--max-rejects", "-1").json()
     before = rows(
         db_url,
         "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
     )
-    res = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1")
+    res = migrate(cases_store, target, data_dir, "--max-rejects", "-1")
     second = res.json()
     assert second["counts"]["inserted"] == second["counts"]["updated"] == 0
     assert second["counts"]["traces_inserted"] == second["counts"]["traces_updated"] == 0
@@ -195,9 +204,10 @@ def _small_store(path: Path, n: int = 40) -> Path:
     return write_store(path, recs)
 
 
-def test_changed_source_updates_exactly_the_changed_rows_then_rollback(tmp_path, db_url, data_dir):
+def test_changed_source_updates_exactly_the_changed_rows_then_rollback(tmp_path, target, data_dir):
+    db_url = target.db_url
     store = _small_store(tmp_path / "s")
-    first = migrate(store, db_url, data_dir)
+    first = migrate(store, target, data_dir)
     assert first.code == 0, first.err
     state_after_first = table_state(db_url)
     xmin = dict(rows(db_url, "SELECT source_id, xmin::text FROM memory_items"))
@@ -222,7 +232,7 @@ def test_changed_source_updates_exactly_the_changed_rows_then_rollback(tmp_path,
     )
     col.delete(ids=[uid(7)])
     client.clear_system_cache()
-    res = migrate(store, db_url, data_dir)
+    res = migrate(store, target, data_dir)
     assert res.code == 0, res.err
     second = res.json()
     assert (second["counts"]["inserted"], second["counts"]["updated"]) == (2, 3)
@@ -233,39 +243,42 @@ def test_changed_source_updates_exactly_the_changed_rows_then_rollback(tmp_path,
     assert touched == set(changed) | {uid(90), uid(91)}
     assert memory(db_url, uid(3))["title"] == "edited"
     # rollback of the second run restores the target exactly as the first left it
-    back = run_cli(
-        ["--headless", "rollback", second["run_id"], "--db-url", db_url, "--json"], data_dir
-    )
+    back = cli(["--headless", "rollback", second["run_id"], "--json"], target, data_dir)
     assert back.code == 0, back.err
     assert back.json()["rollback"]["deleted"]["memory_items"] == 2
     assert table_state(db_url) == state_after_first
     # delete-missing removes the deleted record, and that too can be rolled back
-    third = migrate(store, db_url, data_dir, "--delete-missing").json()
+    third = migrate(store, target, data_dir, "--delete-missing").json()
     assert (
         third["counts"]["deleted"] == 1 and third["verify"]["ok"] and third["verify"]["extra"] == 0
     )
     assert rows(db_url, "SELECT count(*) FROM memory_items WHERE source_id = %s", uid(7)) == [(0,)]
 
 
-def test_rollback_refuses_when_a_later_run_touched_the_rows(tmp_path, db_url, data_dir):
+def test_rollback_refuses_when_a_later_run_touched_the_rows(tmp_path, target, data_dir):
     store = _small_store(tmp_path / "s", 10)
-    first = migrate(store, db_url, data_dir).json()
+    first = migrate(store, target, data_dir).json()
     client = chromadb.PersistentClient(path=str(store))
     client.get_collection("reasoning_memories").update(
         ids=[uid(1)], metadatas=[rb_metadata(trace_id=T1, item=item(uid(1), title="again"))]
     )
     client.clear_system_cache()
-    assert migrate(store, db_url, data_dir).json()["counts"]["updated"] == 1
-    res = run_cli(["--headless", "rollback", first["run_id"], "--db-url", db_url], data_dir)
+    assert migrate(store, target, data_dir).json()["counts"]["updated"] == 1
+    res = cli(["--headless", "rollback", first["run_id"]], target, data_dir)
     assert res.code == 2 and "later run" in res.err
-    res = run_cli(["--headless", "rollback", "no-such-run", "--db-url", db_url], data_dir)
+    res = cli(["--headless", "rollback", "no-such-run"], target, data_dir)
     assert res.code == 2 and "does not exist" in res.err
 
 
-def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, db_url, data_dir):
+def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, target, data_dir):
+    """Over REST the indexes are never dropped (that needs the owner): kept, not rebuilt."""
+    db_url = target.db_url
     store = _small_store(tmp_path / "s", 30)
-    report = migrate(store, db_url, data_dir).json()
-    assert report["timings_s"].get("index") is not None
+    before = rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid") if target.rest else []
+    report = migrate(store, target, data_dir).json()
+    assert (report["timings_s"].get("index") is None) == target.rest
+    if target.rest:
+        assert rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid") == before
     idx = dict(
         rows(
             db_url,
@@ -286,29 +299,23 @@ def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, 
         metadatas=[rb_metadata(item=item(uid(77)))],
     )
     client.clear_system_cache()
-    second = migrate(store, db_url, data_dir).json()
+    second = migrate(store, target, data_dir).json()
     assert second["counts"]["inserted"] == 1 and "index" not in second["timings_s"]
     assert rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid") == oid
 
 
-def test_retry_rejects_after_a_fix(cases_store, db_url, data_dir):
-    first = migrate(cases_store, db_url, data_dir, "--max-rejects", "-1").json()
+def test_retry_rejects_after_a_fix(cases_store, target, data_dir):
+    db_url = target.db_url
+    first = migrate(cases_store, target, data_dir, "--max-rejects", "-1").json()
     rejects = first["rejects_file"]
-    res = run_cli(
-        [
-            "--headless",
-            "migrate",
-            "--chroma-path",
-            str(cases_store),
-            "--db-url",
-            db_url,
-            "--retry-rejects",
-            rejects,
-            "--max-rejects",
-            "-1",
-            "--json",
-        ],
+    res = migrate(
+        cases_store,
+        target,
         data_dir,
+        "--retry-rejects",
+        rejects,
+        "--max-rejects",
+        "-1",
         RBMIGRATE_OUTCOME_MAP='{"won": "success"}',
     )
     assert res.code == 0, res.err
@@ -317,56 +324,48 @@ def test_retry_rejects_after_a_fix(cases_store, db_url, data_dir):
     assert memory(db_url, uid(11))["source_id"] == uid(11)
 
 
-def test_resume_with_nothing_to_resume_starts_a_new_run(tmp_path, db_url, data_dir):
+def test_resume_with_nothing_to_resume_starts_a_new_run(tmp_path, target, data_dir):
     store = _small_store(tmp_path / "s", 5)
-    res = migrate(store, db_url, data_dir, "--resume")
+    res = migrate(store, target, data_dir, "--resume")
     assert res.code == 0, res.err
     assert any("starting a new run" in m["text"] for m in res.json()["messages"])
     assert res.json()["counts"]["inserted"] == 5
 
 
-def test_pipeline_plans_migrates_verifies(tmp_path, db_url, data_dir):
+def test_pipeline_plans_migrates_verifies(tmp_path, target, data_dir):
+    db_url = target.db_url
     store = _small_store(tmp_path / "s", 12)
-    res = run_cli(
-        ["--headless", "--chroma-path", str(store), "--db-url", db_url, "--json"], data_dir
-    )
+    res = cli(["--headless", "--chroma-path", str(store), "--json"], target, data_dir)
     assert res.code == 0, res.err
     report = res.json()
-    assert report["command"] == "headless"
+    assert report["command"] == "headless" and report["target"]["transport"] == (
+        "rest" if target.rest else "postgres"
+    )
     assert (
         report["plan"]["new"] == 12
         and report["counts"]["inserted"] == 12
         and report["verify"]["ok"]
     )
-    assert report["schema"]["applied"]
+    if not target.rest:  # over REST the schema was pasted beforehand, as a user would
+        assert report["schema"]["applied"]
     assert_reconciles(report)
-    deep = run_cli(
-        [
-            "--headless",
-            "verify",
-            "--deep",
-            "--chroma-path",
-            str(store),
-            "--db-url",
-            db_url,
-            "--json",
-        ],
-        data_dir,
+    traces = rows(db_url, "SELECT count(*), count(task_embedding) FROM reasoning_traces")[0]
+    assert traces[0] == traces[1] > 0  # every trace has its task embedding
+    deep = cli(
+        ["--headless", "verify", "--deep", "--chroma-path", str(store), "--json"], target, data_dir
     )
     assert deep.code == 0, deep.err
     assert deep.json()["verify"]["vectors_compared"] == 12
 
 
-def test_verify_catches_a_tampered_row(tmp_path, db_url, data_dir):
+def test_verify_catches_a_tampered_row(tmp_path, target, data_dir):
+    db_url = target.db_url
     store = _small_store(tmp_path / "s", 8)
-    assert migrate(store, db_url, data_dir).code == 0
+    assert migrate(store, target, data_dir).code == 0
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE memory_items SET content = 'tampered' WHERE source_id = %s", (uid(2),))
         conn.execute("DELETE FROM memory_items WHERE source_id = %s", (uid(3),))
-    res = run_cli(
-        ["--headless", "verify", "--chroma-path", str(store), "--db-url", db_url, "--json"],
-        data_dir,
-    )
+    res = cli(["--headless", "verify", "--chroma-path", str(store), "--json"], target, data_dir)
     assert res.code == 1
     v = res.json()["verify"]
     assert (v["missing"], v["mismatched"]) == (1, 1)
