@@ -89,12 +89,16 @@ def build_trace(
         first = obs[0]
         metadata["synthetic"] = {
             "collection": first.collection,
-            "memory_source_id": first.source_id,
+            "memory_source_id": clean_text(first.source_id, set()),  # as the memory stores it
         }
         if not task:
             task = ""
     raw_ids = {o.raw_trace_id for o in obs if o.raw_trace_id is not None}
-    source_id = sorted(raw_ids)[0] if raw_ids else (str(legacy["id"]) if legacy.get("id") else None)
+    source_id = (
+        clean_text(sorted(raw_ids)[0], set())
+        if raw_ids
+        else (str(legacy["id"]) if legacy.get("id") else None)
+    )
 
     trajectory: list[Any] = []
     parent: UUID | None = None

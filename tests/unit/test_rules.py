@@ -318,3 +318,32 @@ GOLDEN = "a69d3c97dc9b21cf906ce6bfc55e13257c41e7f2a426ecff162441e898069735"
 
 def test_json_helper_roundtrip_document():
     assert json.loads(rb_metadata(item=item(MID))["memory_data"])["id"] == MID
+
+
+def test_synthetic_trace_of_an_id_with_nul_stores_the_cleaned_id():
+    """Found by the fuzzer: the trace's metadata kept the raw id and jsonb refused U+0000."""
+    meta = rb_metadata(item=item("a\x00b"))
+    del meta["trace_id"]
+    n = normalize(rec(mid="a\x00b", meta=meta), CTX)
+    trace = build_trace(n.row.trace_id, [n.observation], None, CTX)
+    assert n.row.source_id == "ab"
+    assert trace.metadata["synthetic"]["memory_source_id"] == "ab"
+    assert "\x00" not in json.dumps(trace.metadata)
+
+
+@pytest.mark.parametrize(
+    ("written", "read_back"),
+    [
+        (1e16, 10000000000000000),
+        (-2.5e20, -250000000000000000000),
+        (1.2345678901234567e19, 12345678901234567000),
+    ],
+)
+def test_big_float_in_metadata_hashes_as_jsonb_reads_it_back(written, read_back):
+    """Found by the fuzzer: jsonb returns 1e+16 as 10000000000000000, so verify saw a change."""
+    n = normalize(rec(meta=rb_metadata(item=item(MID), extra={"n": written})), CTX)
+    stored = json.loads(json.dumps(n.row.metadata).replace(repr(written), str(read_back)))
+    assert isinstance(stored["chroma"]["n"], int) and stored["chroma"]["n"] == read_back
+    before = memory_hash(n.row)
+    n.row.metadata = stored
+    assert memory_hash(n.row) == before
