@@ -154,3 +154,26 @@ def test_full_disk(store: Path, db_url: str, tmp_path: Path):
         assert "data_dir" in check["advice"]
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_role_statement_timeout_is_reported(store: Path, pg: PgServer, db_url: str, data_dir: Path):
+    """A role-level statement_timeout (Supabase sets one per role) would cut an index build."""
+    database = db_url.rsplit("/", 1)[1]
+    with pg.admin() as admin:
+        admin.execute("DROP ROLE IF EXISTS doctor_slow")
+        admin.execute("CREATE ROLE doctor_slow LOGIN SUPERUSER PASSWORD 'slow-pw'")
+        admin.execute(
+            f"ALTER ROLE doctor_slow IN DATABASE \"{database}\" SET statement_timeout = '7s'"
+        )
+    try:
+        url = db_url.replace(f"postgres:{pg.password}@", "doctor_slow:slow-pw@")
+        code, result, _ = doctor(store, url, data_dir)
+        checks = by_name(result)
+        assert checks["statement timeout"]["status"] == "warn", checks["statement timeout"]
+        assert "7s" in checks["statement timeout"]["detail"]
+        assert checks["connection kind"]["status"] == "ok"
+        assert code == ExitCode.OK  # a warning does not fail the preflight
+    finally:
+        with pg.admin() as admin:
+            admin.execute(f'ALTER ROLE doctor_slow IN DATABASE "{database}" RESET ALL')
+            admin.execute("DROP ROLE doctor_slow")
