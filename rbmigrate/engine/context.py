@@ -54,8 +54,9 @@ class RunLogSink:
             return
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         payload = {k: v for k, v in event.__dict__.items() if k != "report"}
-        self.fh.write(f"{stamp} {type(event).__name__} {json.dumps(payload, default=str)}\n")
-        self.fh.flush()
+        with contextlib.suppress(OSError):  # a full disk must not turn logging into a crash
+            self.fh.write(f"{stamp} {type(event).__name__} {json.dumps(payload, default=str)}\n")
+            self.fh.flush()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
