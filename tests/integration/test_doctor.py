@@ -177,3 +177,23 @@ def test_role_statement_timeout_is_reported(store: Path, pg: PgServer, db_url: s
         with pg.admin() as admin:
             admin.execute(f'ALTER ROLE doctor_slow IN DATABASE "{database}" RESET ALL')
             admin.execute("DROP ROLE doctor_slow")
+
+
+def test_connection_that_refuses_set_is_reported_as_a_pooler(
+    store: Path, pg: PgServer, db_url: str, data_dir: Path
+):
+    """A transaction-pooler-like connection (tests/support/set_refusing_proxy.py): the
+    migration needs SET LOCAL for its index builds, so doctor fails it with the fix."""
+    from tests.support.set_refusing_proxy import SetRefusingProxy
+
+    with SetRefusingProxy(pg.port) as proxy:
+        url = db_url.replace(f"127.0.0.1:{pg.port}", f"127.0.0.1:{proxy.port}")
+        code, result, _ = doctor(store, url, data_dir)
+        assert proxy.refused >= 1
+    checks = by_name(result)
+    kind = checks["connection kind"]
+    assert kind["status"] == "fail", kind
+    assert "SET refused" in kind["detail"] and "not supported by this pooler" in kind["detail"]
+    assert "session-pooler" in kind["advice"]
+    assert checks["target reachable"]["status"] == "ok"  # everything else went through
+    assert code == ExitCode.CONNECTION
