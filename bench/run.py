@@ -303,6 +303,74 @@ def upstream_sample(records: list[Any], sample: int = 300) -> tuple[float, int, 
 # --- the report ---------------------------------------------------------------------------
 
 
+def earlier_big(path: Path) -> dict[str, Any]:
+    """--skip-big keeps the 400,000-record figures of the last full run, marked with its date."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    keep = {k: old[k] for k in ("big_plan", "big_full") if k in old}
+    if keep:
+        keep["big_date"] = old.get("big_date") or old.get("date")
+    return keep
+
+
+def measured_sizes(pg_dir: Path) -> dict[str, int]:
+    """What PostgreSQL reports for the migrated tables (heap, TOAST and every index)."""
+    import psycopg
+
+    from rbmigrate.target.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(pg_dir)
+    dsn = server.start()
+    try:
+        with psycopg.connect(dsn) as conn:
+            out = {}
+            for table in ("memory_items", "reasoning_traces"):
+                row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+                out[table] = int(row[0]) if row else 0
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0) FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                "WHERE a.amname = 'hnsw'"
+            ).fetchone()
+            out["hnsw_indexes"] = int(row[0]) if row else 0
+            out["total"] = out["memory_items"] + out["reasoning_traces"]
+            return out
+    finally:
+        server.stop_if_owner()
+
+
+def estimate_lines(r: dict[str, Any]) -> list[str]:
+    est = (r["plan"].get("estimate") or {}) if "plan" in r else {}
+    sizes = r.get("sizes") or {}
+    if not est or not sizes:
+        return []
+    lines = [
+        "## Estimate (from `plan`) against what was measured",
+        "",
+        "| | estimated | measured | measured / estimated |",
+        "|---|---:|---:|---:|",
+    ]
+    labels = {
+        "memory_items": "memory_items, with its indexes (MB)",
+        "reasoning_traces": "reasoning_traces, with its indexes (MB)",
+        "hnsw_indexes": "of which the two HNSW indexes (MB)",
+        "total": "both tables in all (MB)",
+    }
+    for key, label in labels.items():
+        e, m = est["bytes"][key], sizes[key]
+        lines.append(f"| {label} | {e / 1e6:.1f} | {m / 1e6:.1f} | {m / e:.2f} |")
+    e_s, m_s = est["seconds"]["total"], r["full"]["seconds"]
+    lines += [
+        f"| end-to-end duration (s) | {e_s:.0f} | {m_s:.0f} | {m_s / e_s:.2f} |",
+        "",
+        f"`halfvec` would save {est['halfvec_saves_bytes'] / 1e6:.0f} MB by the same model.",
+        "",
+    ]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,6 +405,7 @@ def main() -> int:
         "rss_mb": rss,
         "rc": rc,
         "timings": rep["timings_s"] if rep else {},
+        "estimate": (rep or {}).get("plan", {}).get("estimate"),
     }
 
     print("2/6 end to end …")
@@ -352,6 +421,8 @@ def main() -> int:
         "counts": rep["counts"] if rep else {},
         "verify_ok": bool(rep and rep["verify"]["ok"]),
     }
+
+    results["sizes"] = measured_sizes(work / "pg-full")
 
     print("3/6 no-op re-run …")
     sec, rss, rep, rc = sh_rbmigrate(
@@ -430,6 +501,8 @@ def main() -> int:
             "rc": rc,
             "timings": rep["timings_s"] if rep else {},
         }
+    else:
+        results.update(earlier_big(Path(args.out).parent / "results.json"))
     shutil.rmtree(work, ignore_errors=True)
     write_results(results, Path(args.out))
     print(Path(args.out).read_text())
@@ -466,6 +539,16 @@ def write_results(r: dict[str, Any], out: Path) -> None:
         "",
         f"No-op re-run phases (s): {json.dumps({k: round(v, 1) for k, v in r['noop']['timings'].items()})}",
         "",
+        "Where the two ratios that miss their targets come from (2 cores): encoding the trace "
+        "tasks keeps both cores busy for the whole of its part, so the database writes and the "
+        "normalization that run beside it (from the first batch on) take cores away from it "
+        "rather than hiding under it: the sum of CPU work is what the end-to-end time pays. "
+        "The write phase (normalize, hash, COPY into staging, merge with the rollback log, "
+        "checkpoint) costs about 40 s of CPU more than the raw COPY. The no-op re-run must "
+        "read every record with its vector and hash it to prove nothing changed: the paged "
+        "read of the SQLite metadata (about 20 rows per record) and the hashing are most of "
+        "its time, then a full verify.",
+        "",
         "## Retrieval parity (`rbmigrate --headless compare --parity N --k 10`)",
         "",
         "Queries are the texts of memories sampled per workspace (and unfiltered), embedded once, "
@@ -482,6 +565,7 @@ def write_results(r: dict[str, Any], out: Path) -> None:
             if "queries" in q
         ],
         "",
+        *estimate_lines(r),
         "## Peak memory (RSS of the rbmigrate process)",
         "",
         "| run | records | peak RSS (MB) | seconds |",
@@ -495,7 +579,8 @@ def write_results(r: dict[str, Any], out: Path) -> None:
             f"| plan | {bp['records']:,} | {bp['rss_mb']:.0f} | {bp['seconds']:.1f} |",
             f"| `--headless` end to end | {bf['records']:,} | {bf['rss_mb']:.0f} | {bf['seconds']:.1f} |",
             "",
-            f"Growth from {r['records']:,} to {bf['records']:,} records: plan "
+            (f"(400,000-record rows measured {r['big_date']}.) " if r.get("big_date") else "")
+            + f"Growth from {r['records']:,} to {bf['records']:,} records: plan "
             f"{bp['rss_mb'] - r['plan']['rss_mb']:+.0f} MB, end to end {bf['rss_mb'] - r['full']['rss_mb']:+.0f} MB "
             "(target: within 100 MB). The 400,000-record store has random unit vectors so that it can be "
             "written in minutes; memory does not depend on what the vectors say.",
