@@ -16,7 +16,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+# small stores of older Chroma formats, copied from the project's shared fixtures so that a
+# fresh clone has them (tests/fixtures/formats/README.md says what each is)
+SHARED_FIXTURES = REPO / "tests" / "fixtures" / "formats"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +63,5 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def shared_fixtures() -> Path:
-    if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"{SHARED_FIXTURES} is absent (it ships beside the repository, not inside it)")
+    assert SHARED_FIXTURES.is_dir(), f"{SHARED_FIXTURES} is missing from the checkout"
     return SHARED_FIXTURES
