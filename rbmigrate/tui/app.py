@@ -36,6 +36,7 @@ from rbmigrate.tui.messages import BridgeSink, JobDone, JobEvent
 from rbmigrate.tui.screens.base import WizardScreen
 from rbmigrate.tui.screens.compare import CompareScreen
 from rbmigrate.tui.screens.connect import ConnectScreen
+from rbmigrate.tui.screens.doctor import DoctorScreen
 from rbmigrate.tui.screens.migrate import MigrateScreen
 from rbmigrate.tui.screens.modals import (
     ConfirmScreen,
@@ -74,6 +75,7 @@ class WizardApp(App[int]):
         Binding("f4", "goto('plan')", "Plan", show=False),
         Binding("f5", "goto('migrate')", "Migrate", show=False),
         Binding("f6", "goto('compare')", "Compare", show=False),
+        Binding("f7", "doctor", "Doctor", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -144,6 +146,10 @@ class WizardApp(App[int]):
             self.discard_snapshots()  # only the latest plan's records can be inspected
             self.state.kept_snapshots.append(str(message.outcome.report["run_dir"]))
         error = job.error
+        if message.job == "doctor" and message.outcome.report.get("doctor"):
+            self.clear_notifications()  # the "checking…" toast
+            self.push_screen(DoctorScreen(message.outcome.report))  # failed checks shown there
+            error = None
         if message.outcome.exit_code == ExitCode.INTERRUPTED and error is not None:
             hint = f"\n{error['hint']}" if error.get("hint") else ""
             self.notify(
@@ -191,6 +197,10 @@ class WizardApp(App[int]):
 
     def plan_now(self) -> None:
         self.run_engine("plan", self.engine.plan)
+
+    def run_doctor(self) -> None:
+        if self.run_engine("doctor", self.engine.doctor):
+            self.notify("Doctor: checking the source, the target and the model…", timeout=4)
 
     def run_plan(self) -> None:
         self.action_goto("plan")
@@ -313,6 +323,9 @@ class WizardApp(App[int]):
     def action_goto(self, step: str) -> None:
         if step in STEPS:
             self.switch_mode(step)
+
+    def action_doctor(self) -> None:
+        self.run_doctor()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.current_mode))

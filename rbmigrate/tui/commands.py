@@ -32,6 +32,7 @@ class WizardCommands(Provider):
         ):
             yield f"Go to {step.title()}", what, partial(app.action_goto, step)
         yield "Run plan", "dry run: what a migration would do", app.run_plan
+        yield "Run doctor", "preflight: every check a migration needs (F7)", app.run_doctor
         yield "Open report", "the latest run's report.json", app.open_report
         yield "Change theme", "pick a colour theme", app.search_themes
         yield "Save config", "write rbmigrate.toml (secrets as env references)", app.save_config

@@ -82,6 +82,9 @@ class Engine:
         scoped.source.workspaces = [workspace] if workspace else []
         return api.compare(scoped, query=query, k=k, parity=parity, **kw)
 
+    def doctor(self, cfg: Config, **kw: Any) -> Outcome:
+        return api.doctor(cfg, **kw)
+
     def inspect(self, cfg: Config, *, run_dir: str, source_id: str, **kw: Any) -> Outcome:
         return guarded(
             "inspect",

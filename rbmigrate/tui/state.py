@@ -13,7 +13,18 @@ from rbmigrate.engine.api import Outcome
 from rbmigrate.events import RunControl
 from rbmigrate.tui.progress import RunProgress
 
-JOBS = ("demo", "scan", "test", "sql", "apply", "plan", "inspect", "migrate", "compare")
+JOBS = (
+    "demo",
+    "scan",
+    "test",
+    "sql",
+    "apply",
+    "plan",
+    "inspect",
+    "migrate",
+    "compare",
+    "doctor",
+)
 
 
 @dataclass

@@ -507,3 +507,32 @@ def compare_no_schema(run_id: str) -> Outcome:
             hint="migrate first: rbmigrate --headless",
         ),
     )
+
+
+def doctor(run_id: str) -> Outcome:
+    """A preflight with one warning and one failure, as `rbmigrate doctor` reports them."""
+    report = base("doctor", run_id)
+    checks = [
+        ("source", "ok", "./chroma_data: chromadb 1.1–1.5 (current), 2 collections, 100,012 records", ""),
+        ("snapshot space", "ok", "needs 742 MB, 18.3 GB free in /home/ana/.local/share/rbmigrate", ""),
+        ("source in use", "warn", "chroma.sqlite3 is open in python (pid 4242)",
+         "stop the ReasoningBank server first, or read through a Chroma server (--chroma-url)."),
+        ("target reachable", "ok", "postgresql://postgres:***@db.example.supabase.co:5432/postgres", ""),
+        ("credentials", "ok", "logged in as postgres", ""),
+        ("connection kind", "fail", "Supabase transaction pooler (port 6543)",
+         "use the direct connection or the session pooler (port 5432): binary COPY and SET need a session."),
+        ("versions", "ok", "PostgreSQL 16.2, pgvector 0.8.0", ""),
+        ("vector extension", "ok", "installed (0.8.0)", ""),
+        ("permissions", "ok", "can create tables, functions and policies in public", ""),
+        ("schema", "ok", "schema 'public' is missing: 38 objects to create", ""),
+        ("statement timeout", "ok", "no statement timeout", ""),
+        ("embedding model", "ok", "all-MiniLM-L6-v2 (384-d), loaded offline", ""),
+        ("estimate", "ok", "1.0 GB on the target (684 MB tables, 306 MB HNSW); about 4 min here", ""),
+    ]  # fmt: skip
+    report["doctor"] = {
+        "ok": False,
+        "checks": [{"name": n, "status": s, "detail": d, "advice": a} for n, s, d, a in checks],
+        "failed": ["connection kind"],
+        "warnings": ["source in use"],
+    }
+    return Outcome(report, ExitCode.CONNECTION)

@@ -44,6 +44,7 @@ class ScriptedEngine(Engine):
             "migrate": canned.migrate,
             "compare": canned.compare,
             "parity": canned.parity,
+            "doctor": canned.doctor,
         }
         self.answers.update(answers)
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -69,6 +70,9 @@ class ScriptedEngine(Engine):
 
     def inspect(self, cfg: Config, **kw: Any) -> Outcome:
         return self.answer("inspect", kw)
+
+    def doctor(self, cfg: Config, **kw: Any) -> Outcome:
+        return self.answer("doctor", kw)
 
     def compare(self, cfg: Config, **kw: Any) -> Outcome:
         return self.answer("parity" if kw.get("parity") else "compare", kw)

@@ -313,6 +313,16 @@ def test_help_80x24(snap_compare: Snap, cfg: Config) -> None:
     check(snap_compare, cfg, SMALL, before)
 
 
+def test_doctor_panel_100x32(snap_compare: Snap, cfg: Config) -> None:
+    """F7: every preflight check with what to do; the failed one first in the summary."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await pilot.press("f7")
+        await settle(pilot)
+
+    check(snap_compare, cfg, WIDE, before)
+
+
 def test_command_palette_100x32(snap_compare: Snap, cfg: Config) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await pilot.press("ctrl+p")
