@@ -162,10 +162,19 @@ def open_source(
         )
     reader: Reader
     reader_name = s.reader
+    discovered: list[CollectionInfo] | None = None
     if s.reader in ("auto", "native"):
         try:
-            reader = NativeReader(dest, run_dir / "scratch", s.chroma_tenant, s.chroma_database)
-            reader_name = "native"
+            native = NativeReader(dest, run_dir / "scratch", s.chroma_tenant, s.chroma_database)
+            try:
+                # a snapshot taken while a server writes can have a metadata segment behind
+                # its write log: found here, so chromadb (which replays the log) reads it
+                discovered = native.collections()
+            except NativeUnsupported:
+                native.close()
+                native.db.close()
+                raise
+            reader, reader_name = native, "native"
         except NativeUnsupported as exc:
             if s.reader == "native":
                 raise SourceError(
@@ -192,6 +201,8 @@ def open_source(
         format=fmt,
         snapshot=dest,
     )
+    if discovered is not None:
+        src._collections = discovered
     if users:
         src.notes.append("source_in_use")
     legacy = Path(s.traces_json).expanduser() if s.traces_json else dest / "traces.json"

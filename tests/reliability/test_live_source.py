@@ -220,3 +220,39 @@ def test_the_strace_check_sees_a_write(tmp_path: Path) -> None:
     )
     bad = modifications_of(trace, live)
     assert len(bad) == 1 and "O_WRONLY" in bad[0], bad
+
+
+def test_a_snapshot_behind_its_write_log_is_read_with_chromadb(
+    tmp_path: Path, db_url: str, data_dir: Path
+) -> None:
+    """Found by the live-source test: a snapshot taken between a write-log insert and its
+    application to the metadata segment. The native reader must not fail the run (it did,
+    as an internal error); chromadb, which replays the log, reads it instead."""
+    import sqlite3
+
+    store = write_store(
+        tmp_path / "s",
+        [
+            (f"m{i}", f"T{i}\nD\nC", rb_metadata(trace_id=f"t{i // 5}", item=item(f"m{i}")), None)
+            for i in range(50)
+        ],
+    )
+    db = sqlite3.connect(store / "chroma.sqlite3")
+    changed = db.execute(
+        "UPDATE max_seq_id SET seq_id = seq_id - 1 WHERE segment_id IN"
+        " (SELECT id FROM segments WHERE scope = 'METADATA')"
+    ).rowcount
+    db.commit()
+    db.close()
+    assert changed == 1
+    res = subprocess.run(
+        [sys.executable, "-m", "rbmigrate", "--headless", "migrate", "--chroma-path", str(store),
+         "--db-url", db_url, "--json"],
+        capture_output=True, text=True, env=cli_env(data_dir), timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(res.stdout)
+    assert report["source"]["reader"] == "chromadb"
+    assert "reader_fallback" in res.stderr or "native reader unavailable" in res.stderr
+    assert report["counts"]["source_records"] == report["counts"]["inserted"] == 50
+    assert report["verify"]["ok"]
