@@ -27,7 +27,7 @@ from rbmigrate.source.liveness import processes_using
 from rbmigrate.source.peek import peek_counts, peek_dimensions
 from rbmigrate.source.snapshot import open_readonly, store_size
 from rbmigrate.target.connection import ResolvedTarget, connect, resolve_target
-from rbmigrate.target.schema import DEFAULT_DIMENSION, inspect_schema
+from rbmigrate.target.schema import DEFAULT_DIMENSION, SchemaStatus, inspect_schema
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 # what a failed check means for the exit code (DESIGN §6)
@@ -243,27 +243,7 @@ class Doctor:
                 OK if pgv else WARN,
                 f"PostgreSQL {status_.server_version or '?'}, pgvector {pgv or '?'}",
             )
-            state = status_.state()
-            if state == "incompatible":
-                self.add(
-                    "schema",
-                    FAIL,
-                    "; ".join(status_.problems),
-                    "migrate into another schema (--schema) or fix the listed objects.",
-                )
-            elif state == "ready":
-                self.add(
-                    "schema", OK, f"schema {self.cfg.target.schema!r} is complete ({dimension}-d)"
-                )
-            else:
-                self.add(
-                    "schema",
-                    FAIL,
-                    f"schema {self.cfg.target.schema!r} is {state}: {len(status_.missing)} objects "
-                    "missing, and over REST rbmigrate cannot create them",
-                    "rbmigrate bootstrap --print-sql > schema.sql, paste it into the Supabase SQL "
-                    "editor, and run again.",
-                )
+            self.check_schema(status_, dimension, can_create=False)
         finally:
             store.close()
 
@@ -318,23 +298,7 @@ class Doctor:
         else:
             self.add("versions", OK, f"PostgreSQL {version}, pgvector {pgv}")
         self.check_rights(conn, schema, installed=bool(status_.pgvector_version))
-        state = status_.state()
-        if state == "incompatible":
-            self.add(
-                "schema",
-                FAIL,
-                "; ".join(status_.problems),
-                "migrate into another schema (--schema) or fix the listed objects.",
-            )
-        elif state == "ready":
-            self.add("schema", OK, f"schema {schema!r} is complete ({dimension}-d)")
-        else:
-            self.add(
-                "schema",
-                WARN if state == "partial" else OK,
-                f"schema {schema!r} is {state}: {len(status_.missing)} objects to create",
-                "the bootstrap creates them (rbmigrate --headless bootstrap, or the first run).",
-            )
+        self.check_schema(status_, dimension, can_create=True)
         timeout = str(_one(conn, "SHOW statement_timeout"))
         if timeout not in ("0", "0ms"):
             self.add(
@@ -346,6 +310,36 @@ class Doctor:
             )
         else:
             self.add("statement timeout", OK, "no statement timeout")
+
+    def check_schema(self, status_: SchemaStatus, dimension: int, *, can_create: bool) -> None:
+        """The schema line: a direct connection can create what is missing, REST cannot."""
+        schema = self.cfg.target.schema
+        state = status_.state()
+        if state == "incompatible":
+            self.add(
+                "schema",
+                FAIL,
+                "; ".join(status_.problems),
+                "migrate into another schema (--schema) or fix the listed objects.",
+            )
+        elif state == "ready":
+            self.add("schema", OK, f"schema {schema!r} is complete ({dimension}-d)")
+        elif can_create:
+            self.add(
+                "schema",
+                WARN if state == "partial" else OK,
+                f"schema {schema!r} is {state}: {len(status_.missing)} objects to create",
+                "the bootstrap creates them (rbmigrate --headless bootstrap, or the first run).",
+            )
+        else:
+            self.add(
+                "schema",
+                FAIL,
+                f"schema {schema!r} is {state}: {len(status_.missing)} objects "
+                "missing, and over REST rbmigrate cannot create them",
+                "rbmigrate bootstrap --print-sql > schema.sql, paste it into the Supabase SQL "
+                "editor, and run again.",
+            )
 
     def check_rights(self, conn: psycopg.Connection[Any], schema: str, *, installed: bool) -> None:
         row = conn.execute(
