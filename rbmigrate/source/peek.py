@@ -8,66 +8,62 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from rbmigrate.config import Config
 from rbmigrate.errors import SourceError
+from rbmigrate.source.base import CollectionInfo
 from rbmigrate.source.formats import check_store_dir
 from rbmigrate.source.snapshot import open_readonly
 
 
-def peek_dimensions(cfg: Config) -> dict[str, int | None]:
-    s = cfg.source
-    wanted = set(s.collections)
-    if s.chroma_url:
-        from rbmigrate.source.chroma_api import ChromaApiReader
+def _server_collections(cfg: Config) -> list[CollectionInfo]:
+    from rbmigrate.source.chroma_api import ChromaApiReader
 
-        reader = ChromaApiReader.http(
-            s.chroma_url, tenant=s.chroma_tenant, database=s.chroma_database
-        )
-        try:
-            return {
-                c.name: c.dimension for c in reader.collections() if not wanted or c.name in wanted
-            }
-        finally:
-            reader.close()
-    if not s.chroma_path:
-        return {}
-    db = check_store_dir(Path(s.chroma_path).expanduser())
+    s = cfg.source
+    reader = ChromaApiReader.http(s.chroma_url, tenant=s.chroma_tenant, database=s.chroma_database)
+    try:
+        return reader.collections()
+    finally:
+        reader.close()
+
+
+def _store_rows(cfg: Config, query: str, failure: str) -> list[Any]:
+    """(name, value) rows of one query on chroma.sqlite3, opened read-only."""
+    db = check_store_dir(Path(cfg.source.chroma_path).expanduser())
     conn = open_readonly(db)
     try:
-        rows = conn.execute("SELECT name, dimension FROM collections").fetchall()
+        return conn.execute(query).fetchall()
     except sqlite3.DatabaseError as exc:
-        raise SourceError(f"{db} cannot be read: {exc}.", title="Corrupted store") from None
+        raise SourceError(f"{failure.format(db=db)}: {exc}.", title="Corrupted store") from None
     finally:
         conn.close()
+
+
+def peek_dimensions(cfg: Config) -> dict[str, int | None]:
+    wanted = set(cfg.source.collections)
+    if cfg.source.chroma_url:
+        rows = [(c.name, c.dimension) for c in _server_collections(cfg)]
+    elif cfg.source.chroma_path:
+        rows = _store_rows(cfg, "SELECT name, dimension FROM collections", "{db} cannot be read")
+    else:
+        return {}
     return {name: dim for name, dim in rows if not wanted or name in wanted}
 
 
 def peek_counts(cfg: Config) -> dict[str, int]:
     """Records per collection, read the same read-only way (for doctor's estimate)."""
-    s = cfg.source
-    wanted = set(s.collections)
-    if s.chroma_url:
-        from rbmigrate.source.chroma_api import ChromaApiReader
-
-        reader = ChromaApiReader.http(
-            s.chroma_url, tenant=s.chroma_tenant, database=s.chroma_database
-        )
-        try:
-            return {c.name: c.count for c in reader.collections() if not wanted or c.name in wanted}
-        finally:
-            reader.close()
-    if not s.chroma_path:
-        return {}
-    conn = open_readonly(check_store_dir(Path(s.chroma_path).expanduser()))
-    try:
-        rows = conn.execute(
+    wanted = set(cfg.source.collections)
+    if cfg.source.chroma_url:
+        rows = [(c.name, c.count) for c in _server_collections(cfg)]
+    elif cfg.source.chroma_path:
+        rows = _store_rows(
+            cfg,
             "SELECT c.name, count(e.id) FROM collections c "
             "LEFT JOIN segments g ON g.collection = c.id AND g.scope = 'METADATA' "
-            "LEFT JOIN embeddings e ON e.segment_id = g.id GROUP BY c.name"
-        ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise SourceError(f"cannot count the records: {exc}.", title="Corrupted store") from None
-    finally:
-        conn.close()
+            "LEFT JOIN embeddings e ON e.segment_id = g.id GROUP BY c.name",
+            "cannot count the records",
+        )
+    else:
+        return {}
     return {name: int(n) for name, n in rows if not wanted or name in wanted}
