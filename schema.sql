@@ -454,7 +454,10 @@ $$;
 CREATE OR REPLACE FUNCTION public.rbmigrate_merge_batch(
     p_run_id text, p_owner text, p_traces jsonb, p_memories jsonb, p_checkpoint jsonb
 )
-RETURNS jsonb LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = public, extensions, pg_temp AS $$
+RETURNS jsonb LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = public, extensions, pg_temp
+-- a batch is small, the tables may be huge: join through the primary keys, never by a
+-- hash over a sequential scan (a growing table without statistics invites one per batch)
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     cp_collection text := p_checkpoint ->> 'collection';
     cp_batches integer := (p_checkpoint ->> 'batches')::integer;
