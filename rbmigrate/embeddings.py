@@ -11,7 +11,7 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +64,19 @@ def quiet_transformers() -> None:
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     except Exception:  # transformers layout changed: only cosmetics are lost
         return
+
+
+class TextEncoder(Protocol):
+    """What a migration needs from a model: the in-process Embedder or the EncoderProcess."""
+
+    name: str
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
+
+    def check_dimension(self, expected: int, what: str) -> None: ...
 
 
 class Embedder:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from rbmigrate.embeddings import Embedder
+from rbmigrate.embeddings import TextEncoder
 from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.producer import (
     END,
@@ -113,7 +113,7 @@ class Migration:
         session: Session,
         transport: Transport,
         run_id: str,
-        embedder: Embedder | None,
+        embedder: TextEncoder | None,
         records: list[SourceRecord] | None = None,
     ) -> None:
         self.session = session
@@ -274,9 +274,10 @@ class Migration:
         needed = traces_needing_embeddings(self.session, store.conn, self.cfg.target.schema)
         if not needed:
             return
-        self.embedder.check_dimension(self.session.dimension, "the target")
+        # the encoder checks the model's dimension once loaded; the write loop polls for it
         self.fill = TaskEmbeddingFill(
             self.embedder,
+            self.session.dimension,
             self.direct.dsn,
             self.cfg.target.schema,
             needed,
@@ -359,6 +360,8 @@ class Migration:
         try:
             while True:
                 self.ctx.checkpoint()
+                if self.fill is not None:
+                    self.fill.raise_if_failed()
                 try:
                     item = out.get(timeout=0.2)
                 except queue.Empty:

@@ -278,7 +278,7 @@ def _register(
 
 
 def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) -> ExitCode:
-    from rbmigrate.embeddings import shared_embedder
+    from rbmigrate.encoder_process import shared_encoder_process
     from rbmigrate.engine.rejects import read_rejects
     from rbmigrate.engine.verify import run_verify
 
@@ -298,7 +298,9 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             names = {r.collection for r in records}
             session.selected = [c for c in session.selected if c.name in names]
         session.scan()
-        migration = Migration(session, transport, ctx.run_id, shared_embedder(cfg), records=records)
+        migration = Migration(
+            session, transport, ctx.run_id, shared_encoder_process(cfg), records=records
+        )
         _register(ctx, report, transport, fp, resumed)
         migration.start_fill()
         try:

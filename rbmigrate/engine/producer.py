@@ -24,7 +24,7 @@ from uuid import UUID
 
 import numpy as np
 
-from rbmigrate.embeddings import Embedder
+from rbmigrate.embeddings import TextEncoder
 from rbmigrate.engine.prepare import PreparedBatch, prepare_batch
 from rbmigrate.engine.session import Session
 from rbmigrate.records.model import MemoryRow, SourceRecord, TraceRow
@@ -66,7 +66,7 @@ class RestOptions:
     """What the REST transport asks of the producer (None over a direct connection)."""
 
     max_bytes: int  # request body budget per batch
-    task_embedder: Embedder | None  # encode trace tasks inline
+    task_embedder: TextEncoder | None  # encode trace tasks inline
     unembedded: set[UUID] = field(default_factory=set)  # target traces lacking an embedding
 
 
@@ -105,7 +105,7 @@ class BatchProducer(threading.Thread):
         session: Session,
         plan: list[tuple[CollectionInfo, int]],
         lookup: TargetStore,
-        embedder: Embedder | None,
+        embedder: TextEncoder | None,
         out: queue.Queue[Any],
         reembed: bool,
         records: list[SourceRecord] | None = None,

@@ -2,9 +2,9 @@
 
 Encoding the trace tasks is the longest part of a migration (all-MiniLM-L6-v2 on the CPU).
 So it does not sit on the write path: traces are written without their task embedding, an
-encoder thread works through the tasks that need one (deduplicated by text) from the start
-of the run, and once the rows exist an updater thread fills `task_embedding` chunk by chunk
-while the main thread builds the memory index. A trace whose task embedding is still NULL
+encoder thread feeds the tasks that need one (deduplicated by text, shortest first so a
+chunk pads little) to the model's own process from the start of the run, and once the rows
+exist an updater thread fills `task_embedding` chunk by chunk. A trace whose task embedding is still NULL
 is simply picked up again by the next run, so a kill at any moment loses nothing.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from rbmigrate.embeddings import Embedder
+from rbmigrate.embeddings import TextEncoder
 from rbmigrate.engine.session import Session
 from rbmigrate.target.connection import connect
 
@@ -62,16 +62,19 @@ def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[
 class TaskEmbeddingFill:
     def __init__(
         self,
-        embedder: Embedder,
+        embedder: TextEncoder,
+        dimension: int,
         dsn: str,
         schema: str,
         needed: list[tuple[UUID, str]],
         cancel: threading.Event,
     ) -> None:
         self.embedder = embedder
+        self.dimension = dimension
         self.dsn = dsn
         self.schema = schema
-        self.needed = needed
+        # equal tasks side by side, and texts of a length together: less padding per batch
+        self.needed = sorted(needed, key=lambda item: (len(item[1]), item[1]))
         self.cancel = cancel
         self.stats = FillStats(needed=len(needed))
         self.chunks: queue.Queue[Any] = queue.Queue(maxsize=DEPTH)
@@ -84,8 +87,14 @@ class TaskEmbeddingFill:
         if self.needed:
             self._encoder.start()
 
+    def raise_if_failed(self) -> None:
+        """Let the write loop stop early when the model cannot be used at all."""
+        if self.stats.errors:
+            raise self.stats.errors[0]
+
     def _encode(self) -> None:
         try:
+            self.embedder.check_dimension(self.dimension, "the target")
             cache: dict[str, np.ndarray] = {}
             for start in range(0, len(self.needed), CHUNK):
                 if self._stop.is_set() or self.cancel.is_set():
@@ -98,7 +107,7 @@ class TaskEmbeddingFill:
                 self.stats.encoded += len(texts)
                 fresh = dict(zip(texts, vectors, strict=True))
                 item = [(tid, task, fresh.get(task, cache.get(task))) for tid, task in chunk]
-                cache = fresh  # repeats are mostly near each other; memory stays one chunk
+                cache = fresh  # equal tasks are adjacent; memory stays one chunk
                 while not self._stop.is_set():
                     try:
                         self.chunks.put(item, timeout=0.2)

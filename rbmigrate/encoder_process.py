@@ -1,0 +1,200 @@
+"""The embedding model in a child process, for migrations.
+
+A migration encodes tens of thousands of trace tasks while its main thread normalizes,
+hashes and COPYs. In one process the two fight over the GIL: every torch operation gives
+the GIL up and must wait for it back, and with a busy Python thread beside it encoding ran
+seven times slower than alone. A child process has its own interpreter, so the two only
+share the cores.
+
+The child talks over its stdin/stdout with framed messages and exits when its stdin closes,
+which also happens when the parent is killed: a SIGKILLed migration leaves no encoder behind
+for longer than one chunk. It runs in its own session so the terminal's Ctrl+C goes to the
+migration alone, which then stops the child itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+from rbmigrate.config import Config
+from rbmigrate.embeddings import EmbeddingError
+
+HEADER = struct.Struct("!cI")  # kind, payload length
+
+
+def write_frame(out: IO[bytes], kind: bytes, payload: bytes) -> None:
+    out.write(HEADER.pack(kind, len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+def read_frame(inp: IO[bytes]) -> tuple[bytes, bytes] | None:
+    """One (kind, payload), or None at a clean end of stream."""
+    head = inp.read(HEADER.size)
+    if not head:
+        return None
+    if len(head) < HEADER.size:
+        raise EOFError("the stream ended inside a frame header")
+    kind, size = HEADER.unpack(head)
+    payload = inp.read(size)
+    if len(payload) < size:
+        raise EOFError("the stream ended inside a frame")
+    return kind, payload
+
+
+class EncoderProcess:
+    """Same encode()/dimension/check_dimension as Embedder, computed in a child process."""
+
+    def __init__(self, name: str, device: str = "cpu", batch_size: int = 64) -> None:
+        self.name = name
+        self.device = device
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._dimension: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._failure: EmbeddingError | None = None  # the child could not load the model
+
+    # --- talking to the child ----------------------------------------------------------------
+    def _start(self) -> subprocess.Popen[bytes]:
+        """Spawn on first use: a run that encodes nothing never pays for loading torch."""
+        if self._proc is None:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
+            env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+            argv = [sys.executable, "-m", "rbmigrate.encoder_worker", self.name, self.device]
+            self._proc = subprocess.Popen(
+                [*argv, str(self.batch_size)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                start_new_session=True,
+            )
+        return self._proc
+
+    def _receive(self) -> tuple[bytes, bytes]:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            frame = read_frame(self._proc.stdout)
+        except (EOFError, OSError):
+            frame = None
+        if frame is None:
+            raise self._died()
+        if frame[0] == b"E":
+            info = json.loads(frame[1])
+            raise EmbeddingError(info["message"], title=info.get("title"), hint=info.get("hint"))
+        return frame
+
+    def _died(self) -> EmbeddingError:
+        assert self._proc is not None and self._stderr is not None
+        code = self._proc.poll()
+        self._stderr.seek(0)
+        tail = self._stderr.read()[-2000:].decode("utf-8", "replace").strip()
+        last = tail.splitlines()[-1] if tail else "no message"
+        return EmbeddingError(
+            f"the embedding process stopped (exit code {code}): {last}",
+            hint="check that the model loads with `rbmigrate doctor`; free memory if the system ran out.",
+        )
+
+    def _ready(self) -> int:
+        if self._failure is not None:
+            raise self._failure
+        self._start()
+        if self._dimension is None:
+            try:
+                kind, payload = self._receive()
+            except EmbeddingError as exc:
+                self._failure = exc
+                raise
+            if kind != b"R":
+                raise EmbeddingError(f"the embedding process answered {kind!r} before it was ready")
+            self._dimension = int(json.loads(payload)["dimension"])
+        return self._dimension
+
+    # --- Embedder's interface ------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        with self._lock:
+            return self._ready()
+
+    def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        with self._lock:
+            dim = self._ready()
+            if not texts:
+                return np.zeros((0, dim), dtype=np.float32)
+            assert self._proc is not None and self._proc.stdin is not None
+            try:
+                # ensure_ascii keeps lone surrogates as escapes, so any str survives the trip
+                write_frame(self._proc.stdin, b"T", json.dumps(texts).encode("ascii"))
+            except OSError:
+                raise self._died() from None
+            kind, payload = self._receive()
+            if kind != b"V" or len(payload) != len(texts) * dim * 4:
+                raise EmbeddingError(
+                    f"the embedding process answered {kind!r} with {len(payload)} bytes"
+                )
+            vectors = np.frombuffer(payload, dtype=np.float32).reshape(len(texts), dim)
+            return vectors.copy()
+
+    def check_dimension(self, expected: int, what: str) -> None:
+        if self.dimension != expected:
+            raise EmbeddingError(
+                f"the model {self.name!r} makes {self.dimension}-d vectors but {what} holds {expected}-d ones.",
+                title="Model dimension mismatch",
+                hint="use the model the store was embedded with (all-MiniLM-L6-v2 for ReasoningBank).",
+            )
+
+    def alive(self) -> bool:
+        """Not started yet counts as alive: it will start when asked."""
+        return self._proc is None or self._proc.poll() is None
+
+    def close(self) -> None:
+        """Close the child's stdin (it exits by itself) and reap it."""
+        if self._proc is None:
+            return
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        for stream in (self._proc.stdout, self._stderr):
+            if stream is not None:
+                stream.close()
+
+
+_shared: dict[tuple[str, str, int], EncoderProcess] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_encoder_process(cfg: Config) -> EncoderProcess:
+    """One child per model per process: the wizard and the tests run many migrations, and
+    each start costs seconds of model loading."""
+    key = (cfg.embedding.model, cfg.embedding.device, cfg.embedding.encode_batch_size)
+    with _shared_lock:
+        got = _shared.get(key)
+        if got is None or not got.alive():
+            if got is not None:
+                got.close()
+            got = _shared[key] = EncoderProcess(*key)
+        return got
+
+
+@atexit.register
+def _close_shared() -> None:
+    for encoder in _shared.values():
+        encoder.close()

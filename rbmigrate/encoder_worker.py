@@ -1,0 +1,53 @@
+"""The child side of encoder_process: `python -m rbmigrate.encoder_worker MODEL DEVICE BATCH`.
+
+Loads the model, answers R{dimension}, then for each T[texts] frame answers the float32
+vectors (or E{message}); exits when its stdin ends.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rbmigrate.embeddings import Embedder
+from rbmigrate.encoder_process import read_frame, write_frame
+from rbmigrate.errors import RbmigrateError
+
+
+def describe(exc: BaseException) -> bytes:
+    if isinstance(exc, RbmigrateError):
+        info: dict[str, Any] = {"message": exc.message, "title": exc.title, "hint": exc.hint}
+    else:
+        info = {"message": f"encoding failed: {type(exc).__name__}: {exc}"}
+    return json.dumps(info).encode()
+
+
+def serve(name: str, device: str, batch_size: int) -> int:
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames may reach the parent's pipe
+    embedder = Embedder(name, device, batch_size)
+    try:
+        write_frame(out, b"R", json.dumps({"dimension": embedder.dimension}).encode())
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        write_frame(out, b"E", describe(exc))
+        return 1
+    while True:
+        frame = read_frame(inp)
+        if frame is None:
+            return 0
+        try:
+            vectors = embedder.encode(json.loads(frame[1]))
+        except Exception as exc:
+            write_frame(out, b"E", describe(exc))
+            continue
+        try:
+            write_frame(out, b"V", vectors.tobytes())
+        except BrokenPipeError:  # the migration is gone
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
