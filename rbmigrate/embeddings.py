@@ -79,6 +79,16 @@ class TextEncoder(Protocol):
     def check_dimension(self, expected: int, what: str) -> None: ...
 
 
+def check_dimension(encoder: TextEncoder, expected: int, what: str) -> None:
+    """Refuse a model whose vectors cannot go where `what` keeps its vectors."""
+    if encoder.dimension != expected:
+        raise EmbeddingError(
+            f"the model {encoder.name!r} makes {encoder.dimension}-d vectors but {what} holds {expected}-d ones.",
+            title="Model dimension mismatch",
+            hint="use the model the store was embedded with (all-MiniLM-L6-v2 for ReasoningBank).",
+        )
+
+
 class Embedder:
     """One loaded model; encode() returns float32 unit vectors."""
 
@@ -140,12 +150,7 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def check_dimension(self, expected: int, what: str) -> None:
-        if self.dimension != expected:
-            raise EmbeddingError(
-                f"the model {self.name!r} makes {self.dimension}-d vectors but {what} holds {expected}-d ones.",
-                title="Model dimension mismatch",
-                hint="use the model the store was embedded with (all-MiniLM-L6-v2 for ReasoningBank).",
-            )
+        check_dimension(self, expected, what)
 
 
 _shared: dict[tuple[str, str], Embedder] = {}

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rbmigrate.config import Config
-from rbmigrate.embeddings import EmbeddingError
+from rbmigrate.embeddings import EmbeddingError, check_dimension
 
 HEADER = struct.Struct("!cI")  # kind, payload length
 
@@ -149,12 +149,7 @@ class EncoderProcess:
             return vectors.copy()
 
     def check_dimension(self, expected: int, what: str) -> None:
-        if self.dimension != expected:
-            raise EmbeddingError(
-                f"the model {self.name!r} makes {self.dimension}-d vectors but {what} holds {expected}-d ones.",
-                title="Model dimension mismatch",
-                hint="use the model the store was embedded with (all-MiniLM-L6-v2 for ReasoningBank).",
-            )
+        check_dimension(self, expected, what)
 
     def alive(self) -> bool:
         """Not started yet counts as alive: it will start when asked."""
