@@ -17,7 +17,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -72,14 +71,12 @@ class EncoderProcess:
         """Spawn on first use: a run that encodes nothing never pays for loading torch."""
         if self._proc is None:
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
-            env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
             argv = [sys.executable, "-m", "rbmigrate.encoder_worker", self.name, self.device]
             self._proc = subprocess.Popen(
                 [*argv, str(self.batch_size)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
-                env=env,
                 start_new_session=True,
             )
         return self._proc

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
-from rbmigrate.embeddings import Embedder
+from rbmigrate.embeddings import Embedder, EmbeddingError
 from rbmigrate.encoder_process import read_frame, write_frame
 from rbmigrate.errors import RbmigrateError
 
 
 def describe(exc: BaseException) -> bytes:
-    if isinstance(exc, RbmigrateError):
-        info: dict[str, Any] = {"message": exc.message, "title": exc.title, "hint": exc.hint}
-    else:
-        info = {"message": f"encoding failed: {type(exc).__name__}: {exc}"}
-    return json.dumps(info).encode()
+    if not isinstance(exc, RbmigrateError):
+        exc = EmbeddingError(f"encoding failed: {type(exc).__name__}: {exc}")
+    return json.dumps(exc.as_dict()).encode()
 
 
 def serve(name: str, device: str, batch_size: int) -> int:

@@ -32,6 +32,10 @@ class RbmigrateError(Exception):
         self.title = title or self.default_title
         self.hint = hint
 
+    def as_dict(self) -> dict[str, str | None]:
+        """Title, message and hint: what a report, a modal or a child process passes on."""
+        return {"title": self.title, "message": self.message, "hint": self.hint}
+
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  → {self.hint}"
 

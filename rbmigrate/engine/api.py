@@ -106,12 +106,7 @@ def run_command(
     if error is not None:
         code = error.exit_code
         report["status"] = "interrupted" if isinstance(error, Interrupted) else "failed"
-        report["error"] = {
-            "title": error.title,
-            "message": error.message,
-            "hint": error.hint,
-            "exit_code": int(error.exit_code),
-        }
+        report["error"] = {**error.as_dict(), "exit_code": int(error.exit_code)}
         ctx.log("error", str(error))
     elif code != ExitCode.OK:
         report["status"] = "failed"

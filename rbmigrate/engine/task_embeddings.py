@@ -4,8 +4,9 @@ Encoding the trace tasks is the longest part of a migration (all-MiniLM-L6-v2 on
 So it does not sit on the write path: traces are written without their task embedding, an
 encoder thread feeds the tasks that need one (deduplicated by text, shortest first so a
 chunk pads little) to the model's own process from the start of the run, and once the rows
-exist an updater thread fills `task_embedding` chunk by chunk. A trace whose task embedding is still NULL
-is simply picked up again by the next run, so a kill at any moment loses nothing.
+exist an updater thread fills `task_embedding` chunk by chunk. A trace whose task embedding
+is still NULL is simply picked up again by the next run, so a kill at any moment loses
+nothing.
 """
 
 from __future__ import annotations

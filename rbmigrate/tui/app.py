@@ -175,7 +175,7 @@ class WizardApp(App[int]):
         try:
             validate(self.cfg)
         except RbmigrateError as exc:
-            self.show_error({"title": exc.title, "message": exc.message, "hint": exc.hint})
+            self.show_error(exc.as_dict())
             return None
         return copy.deepcopy(self.cfg)
 

@@ -36,7 +36,7 @@ def guarded(command: str, fn: Callable[[], dict[str, Any]]) -> Outcome:
             + "".join(traceback.format_exception(exc))[-1500:],
         )
     report["status"] = "failed"
-    report["error"] = {"title": error.title, "message": error.message, "hint": error.hint}
+    report["error"] = error.as_dict()
     return Outcome(report, error.exit_code, error)
 
 

@@ -52,7 +52,7 @@ class JobState:
             return None
         exc = self.outcome.error
         if exc is not None:
-            return {"title": exc.title, "message": exc.message, "hint": exc.hint}
+            return exc.as_dict()
         err = self.outcome.report.get("error")
         return err if isinstance(err, dict) else None
 
