@@ -44,6 +44,7 @@ def prepare_batch(
     batch = PreparedBatch(collection=collection.name, records=len(page))
     refused = session.refused(collection.name)
     seen_ids: dict[object, str] = {}
+    taken = session.index.duplicates_of(collection.name, [rec.id for rec in page])
     for rec in page:
         batch.last_position = max(batch.last_position, rec.position)
         result = normalize(rec, rules)
@@ -61,7 +62,7 @@ def prepare_batch(
             batch.rejects.append(RejectedRecord(rec, issue, workspace))
             continue
         row = result.row
-        first = session.index.duplicate_of(collection.name, rec.id)
+        first = taken.get(rec.id)
         if first is None and row.id in seen_ids and seen_ids[row.id] != rec.id:
             first = (collection.name, seen_ids[row.id])
         if first is not None:

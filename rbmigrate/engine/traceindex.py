@@ -272,12 +272,20 @@ class TraceIndex:
     def trace_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM traces").fetchone()[0])
 
-    def duplicate_of(self, collection: str, source_id: str) -> tuple[str, str] | None:
-        row = self.db.execute(
-            "SELECT first_collection, first_source_id FROM duplicates WHERE collection = ? AND source_id = ?",
-            (collection, source_id),
-        ).fetchone()
-        return (row[0], row[1]) if row else None
+    def duplicates_of(self, collection: str, source_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """For each of `source_ids` whose target id another record took first: that record
+        (collection, source id). One query per 900 ids: a query per record cost 15 µs each."""
+        out: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(source_ids), 900):
+            chunk = source_ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for sid, first_coll, first_sid in self.db.execute(
+                "SELECT source_id, first_collection, first_source_id FROM duplicates"
+                f" WHERE collection = ? AND source_id IN ({marks})",
+                (collection, *chunk),
+            ):
+                out[sid] = (first_coll, first_sid)
+        return out
 
     def known_memories(self, ids: Iterable[UUID]) -> set[UUID]:
         keys = [str(i) for i in ids]
