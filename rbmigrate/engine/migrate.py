@@ -396,8 +396,7 @@ class Migration:
         before = self.tallies[coll].copy()
         lines = [entry(r.record, r.issue.code, r.issue.message) for r in batch.rejects]
         self.rejects.write(lines)
-        self.expected.add(batch.rows)
-        self.expected.add(batch.unchanged)
+        self.expected.add([*batch.rows, *batch.unchanged])
         pending: dict[str, Tally] = {}
         logged: set[str] = set()  # taken rows already in rejects.jsonl (finish may run twice)
 
