@@ -120,6 +120,12 @@ class EncoderProcess:
             self._dimension = int(json.loads(payload)["dimension"])
         return self._dimension
 
+    def start(self) -> None:
+        """Spawn now without waiting: the model loads while the caller does other work."""
+        with self._lock:
+            if self._failure is None:
+                self._start()
+
     # --- Embedder's interface ------------------------------------------------------------------
     @property
     def dimension(self) -> int:

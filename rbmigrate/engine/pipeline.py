@@ -281,6 +281,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
     from rbmigrate.encoder_process import shared_encoder_process
     from rbmigrate.engine.rejects import read_rejects
     from rbmigrate.engine.verify import run_verify
+    from rbmigrate.target.postgres import PostgresStore
 
     cfg = ctx.cfg
     session, transport, fp, resumed = _open(ctx, opts)
@@ -297,10 +298,12 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         if records is not None:
             names = {r.collection for r in records}
             session.selected = [c for c in session.selected if c.name in names]
+        encoder = shared_encoder_process(cfg)
+        if isinstance(store, PostgresStore) and not store.has_task_embeddings():
+            # an initial load encodes every task: the model loads while the source is scanned
+            encoder.start()
         session.scan()
-        migration = Migration(
-            session, transport, ctx.run_id, shared_encoder_process(cfg), records=records
-        )
+        migration = Migration(session, transport, ctx.run_id, encoder, records=records)
         _register(ctx, report, transport, fp, resumed)
         migration.start_fill()
         try:

@@ -128,6 +128,17 @@ class PostgresStore:
         ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
+    def has_task_embeddings(self) -> bool:
+        """Whether any target trace holds a task embedding; none means an initial load."""
+        if not self.tables_exist:
+            return False
+        row = self.conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE task_embedding IS NOT NULL)").format(
+                self.t("reasoning_traces")
+            )
+        ).fetchone()
+        return bool(row and row[0])
+
     # --- verify's read-back (autocommit: nothing to end) -------------------------------------
     def fetch_memory_hashes(
         self, collection: str, source_ids: list[str]

@@ -21,6 +21,11 @@ def test_vectors_equal_the_in_process_model() -> None:
     texts = ["fix the flaky build", "résumé ünïcode \ufffd", "x" * 3000]
     encoder = EncoderProcess(MODEL)
     try:
+        encoder.start()  # spawns without waiting for the model: the run scans meanwhile
+        assert encoder._proc is not None and encoder._dimension is None
+        pid = encoder._proc.pid
+        encoder.start()
+        assert encoder._proc.pid == pid
         assert encoder.dimension == 384
         got = encoder.encode(texts)
         assert got.shape == (3, 384) and got.dtype == np.float32

@@ -270,10 +270,23 @@ def test_rollback_refuses_when_a_later_run_touched_the_rows(tmp_path, target, da
     assert res.code == 2 and "does not exist" in res.err
 
 
+def target_has_task_embeddings(db_url: str) -> bool:
+    from rbmigrate.target.connection import ResolvedTarget
+    from rbmigrate.target.postgres import PostgresStore
+
+    store = PostgresStore(ResolvedTarget(db_url, "postgres"))
+    try:
+        store.schema_status(384)
+        return store.has_task_embeddings()
+    finally:
+        store.close()
+
+
 def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, target, data_dir):
     """Over REST the indexes are never dropped (that needs the owner): kept, not rebuilt."""
     db_url = target.db_url
     store = _small_store(tmp_path / "s", 30)
+    assert not target_has_task_embeddings(db_url)  # an initial load: the model loads early
     before = rows(db_url, "SELECT 'idx_memories_embedding'::regclass::oid") if target.rest else []
     report = migrate(store, target, data_dir).json()
     assert (report["timings_s"].get("index") is None) == target.rest
@@ -287,6 +300,7 @@ def test_initial_load_builds_indexes_after_and_incremental_keeps_them(tmp_path, 
         )
     )
     assert "hnsw" in idx["idx_memories_embedding"] and "hnsw" in idx["idx_traces_embedding"]
+    assert target_has_task_embeddings(db_url)  # the next run does not preload the model
     assert rows(
         db_url, "SELECT deferred_indexes FROM rbmigrate_runs WHERE run_id = %s", report["run_id"]
     ) == [([],)]
