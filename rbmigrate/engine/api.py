@@ -112,6 +112,8 @@ def run_command(
         report["status"] = "failed"
     ctx.timings["total"] = round(ctx.clock() - started, 3)
     report["timings_s"] = dict(ctx.timings)
+    # a run that adopted an earlier one and failed right after still names where it wrote
+    report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
     try:
         ctx.write_json("report.json", report)
     except OSError as exc:  # a full disk: the summary still reaches the screen
