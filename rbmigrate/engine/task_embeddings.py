@@ -200,6 +200,7 @@ class TaskEmbeddingFill:
             self._updater.join()
         if self.stats.errors:
             raise self.stats.errors[0]
+        self.needed = []  # one (id, task) per trace: not held through the verify
         return self.stats
 
     def stop(self) -> None:
