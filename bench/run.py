@@ -38,64 +38,49 @@ sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def tree_rss(root: int) -> int:
+    """Bytes resident in `root` and its Python descendants (rbmigrate and its encoder; the
+    PostgreSQL server is not counted)."""
+    kids: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if "python" not in Path(f"/proc/{entry}/comm").read_text():
+                continue
+            kids.setdefault(int(stat[1]), []).append(int(entry))
+            rss[int(entry)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    todo, total = [root], 0
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total
+
+
 def sh_rbmigrate(
     args: list[str], data_dir: Path
 ) -> tuple[float, float, dict[str, Any] | None, int]:
-    """Run rbmigrate in a child; return (seconds, peak RSS MB, report, exit code). The peak is
-    of the sum over rbmigrate and its Python children (the encoder process), sampled every
-    0.2 s; the embedded PostgreSQL server is not counted."""
+    """Run rbmigrate in a child; return (seconds, peak RSS MB, report, exit code). The peak
+    is of the sum over rbmigrate and its encoder process, sampled every 0.2 s."""
     report_file = data_dir / f"report-{time.monotonic_ns()}.json"
-    wrapper = (
-        "import os, subprocess, sys, json, time\n"
-        "def tree_rss(root):\n"
-        "    kids, rss = {}, {}\n"
-        "    for d in os.listdir('/proc'):\n"
-        "        try:\n"
-        "            stat = open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()\n"
-        "            if 'python' not in open(f'/proc/{d}/comm').read():\n"
-        "                continue\n"
-        "            kids.setdefault(int(stat[1]), []).append(int(d))\n"
-        "            rss[int(d)] = int(stat[21]) * os.sysconf('SC_PAGE_SIZE')\n"
-        "        except (OSError, ValueError, IndexError):\n"
-        "            continue\n"
-        "    todo, total = [root], 0\n"
-        "    while todo:\n"
-        "        pid = todo.pop()\n"
-        "        total += rss.get(pid, 0)\n"
-        "        todo += kids.get(pid, [])\n"
-        "    return total\n"
-        "t = time.monotonic()\n"
-        "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-        "peak = 0\n"
-        "while p.poll() is None:\n"
-        "    peak = max(peak, tree_rss(p.pid))\n"
-        "    time.sleep(0.2)\n"
-        "print(json.dumps({'rc': p.returncode, 'seconds': time.monotonic() - t,"
-        " 'rss_mb': peak / 2**20}))\n"
-    )
     env = dict(os.environ, RBMIGRATE_DATA_DIR=str(data_dir))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            wrapper,
-            sys.executable,
-            "-m",
-            "rbmigrate",
-            *args,
-            "--report",
-            str(report_file),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, "-m", "rbmigrate", *args, "--report", str(report_file)]
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.2)
+        seconds = time.monotonic() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            print(err.read().decode("utf-8", "replace")[-3000:], file=sys.stderr)
     report = json.loads(report_file.read_text()) if report_file.exists() else None
-    if stats["rc"] not in (0,):
-        print(out.stderr[-3000:], file=sys.stderr)
-    return stats["seconds"], stats["rss_mb"], report, stats["rc"]
+    return seconds, peak / 2**20, report, proc.returncode
 
 
 def ensure_store(records: int, embeddings: str) -> Path:
@@ -275,12 +260,12 @@ def part_encode(tasks: list[str]) -> tuple[float, dict[str, Any]]:
     One in-process encode of the unsorted list took 154-166 s for 50,048 tasks, this 138 s."""
     from rbmigrate.config import DEFAULT_MODEL
     from rbmigrate.encoder_process import EncoderProcess
-    from rbmigrate.engine.task_embeddings import CHUNK
+    from rbmigrate.engine.task_embeddings import CHUNK, shortest_first
 
     encoder = EncoderProcess(DEFAULT_MODEL)
     try:
         encoder.encode(["warm up"])
-        ordered = sorted(tasks, key=lambda t: (len(t), t))
+        ordered = sorted(tasks, key=shortest_first)
         start = time.monotonic()
         vectors = [encoder.encode(ordered[i : i + CHUNK]) for i in range(0, len(ordered), CHUNK)]
         spent = time.monotonic() - start

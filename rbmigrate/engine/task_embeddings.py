@@ -60,6 +60,12 @@ def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[
     return out
 
 
+def shortest_first(task: str) -> tuple[int, str]:
+    """Encoding order: equal tasks side by side, texts of a length together (little padding
+    per batch)."""
+    return len(task), task
+
+
 class TaskEmbeddingFill:
     def __init__(
         self,
@@ -74,8 +80,7 @@ class TaskEmbeddingFill:
         self.dimension = dimension
         self.dsn = dsn
         self.schema = schema
-        # equal tasks side by side, and texts of a length together: less padding per batch
-        self.needed = sorted(needed, key=lambda item: (len(item[1]), item[1]))
+        self.needed = sorted(needed, key=lambda item: shortest_first(item[1]))
         self.cancel = cancel
         self.stats = FillStats(needed=len(needed))
         self.chunks: queue.Queue[Any] = queue.Queue(maxsize=DEPTH)

@@ -245,18 +245,21 @@ class TraceIndex:
         return self._time_cache[trace_id]
 
     def traces(self, ids: Iterable[UUID]) -> dict[UUID, TraceRow]:
-        keys = [str(i) for i in ids]
         out: dict[UUID, TraceRow] = {}
+        for tid, text, warn in self._where_in(
+            "SELECT id, row, warnings FROM traces WHERE id IN ({})", [str(i) for i in ids]
+        ):
+            row = trace_from_json(text)
+            row.warnings = [Issue(c, m) for c, m in json.loads(warn)]
+            out[UUID(tid)] = row
+        return out
+
+    def _where_in(self, query: str, keys: list[str], *before: str) -> Iterator[Any]:
+        """Rows of `query` for all `keys`, 900 placeholders at a time (SQLite's limit is 999);
+        `before` are parameters ahead of the IN list."""
         for start in range(0, len(keys), 900):
             chunk = keys[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for tid, text, warn in self.db.execute(
-                f"SELECT id, row, warnings FROM traces WHERE id IN ({marks})", chunk
-            ):
-                row = trace_from_json(text)
-                row.warnings = [Issue(c, m) for c, m in json.loads(warn)]
-                out[UUID(tid)] = row
-        return out
+            yield from self.db.execute(query.format(",".join("?" * len(chunk))), (*before, *chunk))
 
     def iter_traces(self, page: int = 2000) -> Iterator[list[TraceRow]]:
         last = ""
@@ -275,29 +278,17 @@ class TraceIndex:
     def duplicates_of(self, collection: str, source_ids: list[str]) -> dict[str, tuple[str, str]]:
         """For each of `source_ids` whose target id another record took first: that record
         (collection, source id). One query per 900 ids: a query per record cost 15 µs each."""
-        out: dict[str, tuple[str, str]] = {}
-        for start in range(0, len(source_ids), 900):
-            chunk = source_ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for sid, first_coll, first_sid in self.db.execute(
-                "SELECT source_id, first_collection, first_source_id FROM duplicates"
-                f" WHERE collection = ? AND source_id IN ({marks})",
-                (collection, *chunk),
-            ):
-                out[sid] = (first_coll, first_sid)
-        return out
+        rows = self._where_in(
+            "SELECT source_id, first_collection, first_source_id FROM duplicates"
+            " WHERE collection = ? AND source_id IN ({})",
+            source_ids,
+            collection,
+        )
+        return {sid: (first_coll, first_sid) for sid, first_coll, first_sid in rows}
 
     def known_memories(self, ids: Iterable[UUID]) -> set[UUID]:
-        keys = [str(i) for i in ids]
-        found: set[UUID] = set()
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                UUID(r[0])
-                for r in self.db.execute(f"SELECT id FROM memories WHERE id IN ({marks})", chunk)
-            )
-        return found
+        rows = self._where_in("SELECT id FROM memories WHERE id IN ({})", [str(i) for i in ids])
+        return {UUID(r[0]) for r in rows}
 
     def close(self) -> None:
         self.db.close()
