@@ -472,13 +472,13 @@ class Migration:
         counts["rejects_offset"] = self.rejects.offset
         self.writer.mark_done(self.run_id, coll.name, batches, counts)
 
-    def written_ids(self) -> set[UUID] | None:
-        """Memory rows this run inserted or updated: verify re-hashes their content. None
+    def written_ids(self, table: str = "memory_items") -> set[UUID] | None:
+        """Rows of `table` this run inserted or updated: verify re-hashes their content. None
         when that is every row it accepted (an initial load): verify then re-hashes every
         row anyway, and 400,000 ids in a set cost 50 MB more than 100,000."""
         if not any(t.unchanged for t in self.tallies.values()):
             return None
-        return self._writer().written_ids(self.run_id)
+        return self._writer().written_ids(self.run_id, table)
 
     def accepted(self) -> int:
         return sum(t.inserted + t.updated + t.unchanged for t in self.tallies.values())

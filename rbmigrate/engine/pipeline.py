@@ -335,6 +335,9 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 reembed=cfg.migration.reembed_missing,
                 expected=cache,
                 content_ids=None if opts.deep else migration.written_ids(),
+                trace_content_ids=(
+                    None if opts.deep else migration.written_ids("reasoning_traces")
+                ),
             ),
         )
         report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)

@@ -193,23 +193,26 @@ class BatchProducer(threading.Thread):
         batch.rows = keep
 
     def _traces_for(self, rows: list[MemoryRow]) -> list[tuple[TraceRow, np.ndarray | None]]:
+        """The traces this batch introduces that the target lacks or holds with another hash;
+        hashes are compared first, so an unchanged trace is never decoded."""
         wanted = {r.trace_id for r in rows} - self.scheduled
         if not wanted:
             return []
-        found = self.session.index.traces(wanted)
-        existing = self.lookup.trace_hashes(list(found))
-        todo = [t for t in found.values() if self._needs_writing(t, existing)]
+        hashes = self.session.index.hashes(wanted)
+        existing = self.lookup.trace_hashes(list(hashes))
+        todo = [tid for tid, h in hashes.items() if self._needs_writing(tid, h, existing)]
         self.scheduled |= wanted
-        return self._with_task_vectors(todo)
+        found = self.session.index.traces(todo) if todo else {}
+        return self._with_task_vectors([found[tid] for tid in todo])
 
-    def _needs_writing(self, trace: TraceRow, existing: dict[UUID, str | None]) -> bool:
-        if existing.get(trace.id, "absent") != trace.source_hash:
+    def _needs_writing(self, tid: UUID, source_hash: str, existing: dict[UUID, str | None]) -> bool:
+        if existing.get(tid, "absent") != source_hash:
             return True
         # over REST an unchanged trace without its task embedding is sent again, with it
         return (
             self.rest is not None
             and self.rest.task_embedder is not None
-            and trace.id in self.rest.unembedded
+            and tid in self.rest.unembedded
         )
 
     def _with_task_vectors(
@@ -231,9 +234,11 @@ class BatchProducer(threading.Thread):
     def _unreferenced_traces(self) -> list[tuple[TraceRow, np.ndarray | None]]:
         """Traces from traces.json that no migrated memory refers to."""
         out: list[TraceRow] = []
-        for page in self.session.index.iter_traces():
-            out.extend(t for t in page if t.num_memories == 0 and t.id not in self.scheduled)
+        for page in self.session.index.unreferenced():
+            out.extend(t for t in page if t.id not in self.scheduled)
         if not out:
             return []
         existing = self.lookup.trace_hashes([t.id for t in out])
-        return self._with_task_vectors([t for t in out if self._needs_writing(t, existing)])
+        return self._with_task_vectors(
+            [t for t in out if self._needs_writing(t.id, t.source_hash, existing)]
+        )

@@ -44,19 +44,19 @@ def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[
     """Traces of this source whose target row is absent, has no task embedding, or another task."""
     out: list[tuple[UUID, str]] = []
     table = sql.SQL("{}.reasoning_traces").format(sql.Identifier(schema))
-    for page in session.index.iter_traces(page=5000):
+    for page in session.index.iter_summaries():
         rows = conn.execute(
             sql.SQL(
                 "SELECT id, task, task_embedding IS NOT NULL FROM {} WHERE id = ANY(%s)"
             ).format(table),
-            ([t.id for t in page],),
+            ([t[0] for t in page],),
         ).fetchall()
         conn.commit()
         have = {r[0]: (r[1], r[2]) for r in rows}
-        for t in page:
-            got = have.get(t.id)
-            if got is None or not got[1] or got[0] != t.task:
-                out.append((t.id, t.task))
+        for tid, _hash, _memories, task in page:
+            got = have.get(tid)
+            if got is None or not got[1] or got[0] != task:
+                out.append((tid, task))
     return out
 
 

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS duplicates (
     collection TEXT, source_id TEXT, id TEXT, first_collection TEXT, first_source_id TEXT,
     PRIMARY KEY (collection, source_id));
 CREATE TABLE IF NOT EXISTS traces (
-    id TEXT PRIMARY KEY, hash TEXT, ts TEXT, row TEXT, warnings TEXT) WITHOUT ROWID;
+    id TEXT PRIMARY KEY, hash TEXT, ts TEXT, memories INTEGER, task TEXT, row TEXT,
+    warnings TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS scanned (collection TEXT PRIMARY KEY, records INTEGER);
 CREATE TABLE IF NOT EXISTS source_ids (collection TEXT NOT NULL, source_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT);
@@ -84,8 +85,19 @@ class TraceIndex:
         self.db = sqlite3.connect(path, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=OFF")
+        self._upgrade()
         self.db.executescript(SCHEMA)
         self._time_cache: dict[UUID, datetime | None] = {}
+
+    def _upgrade(self) -> None:
+        """A run directory from an older rbmigrate keeps traces without their summary
+        columns: drop them (they are rebuilt from the observations, which are unchanged)."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(traces)")}
+        if cols and "memories" not in cols:
+            self.db.execute("DROP TABLE traces")
+            self.db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT)")
+            self.db.execute("DELETE FROM state WHERE key = 'traces_built'")
+            self.db.commit()
 
     # --- pass 1 --------------------------------------------------------------------------
     def is_scanned(self, collection: str) -> bool:
@@ -192,7 +204,7 @@ class TraceIndex:
         self.db.execute("DELETE FROM traces")
         warnings: dict[str, int] = {}
         seen: set[UUID] = set()
-        batch: list[tuple[str, str, str, str, str]] = []
+        batch: list[tuple[str, str, str, int, str, str, str]] = []
 
         def keep(row: TraceRow | None) -> None:
             if row is None:
@@ -205,12 +217,14 @@ class TraceIndex:
                     str(row.id),
                     row.source_hash,
                     row.timestamp.isoformat(),
+                    row.num_memories,
+                    row.task,
                     trace_to_json(row),
                     json.dumps([[w.code, w.message] for w in row.warnings]),
                 )
             )
             if len(batch) >= 5000:
-                self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?)", batch)
+                self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?)", batch)
                 batch.clear()
 
         for tid, group in self._grouped():
@@ -220,7 +234,7 @@ class TraceIndex:
         for tid, trace in legacy.items():
             if tid not in seen and self._legacy_selected(trace, ctx):
                 keep(build_trace(tid, [], trace, ctx))
-        self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?)", batch)
+        self.db.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?)", batch)
         self.db.execute(
             "INSERT OR REPLACE INTO state VALUES ('trace_warnings', ?)", (json.dumps(warnings),)
         )
@@ -261,16 +275,36 @@ class TraceIndex:
             chunk = keys[start : start + 900]
             yield from self.db.execute(query.format(",".join("?" * len(chunk))), (*before, *chunk))
 
-    def iter_traces(self, page: int = 2000) -> Iterator[list[TraceRow]]:
+    def _pages(self, columns: str, page: int, where: str = "") -> Iterator[list[Any]]:
+        """Trace rows in id order, `page` at a time: (id, *columns)."""
         last = ""
         while True:
             rows = self.db.execute(
-                "SELECT id, row FROM traces WHERE id > ? ORDER BY id LIMIT ?", (last, page)
+                f"SELECT id, {columns} FROM traces WHERE id > ?{where} ORDER BY id LIMIT ?",
+                (last, page),
             ).fetchall()
             if not rows:
                 return
-            yield [trace_from_json(r[1]) for r in rows]
+            yield rows
             last = rows[-1][0]
+
+    def iter_traces(self, page: int = 2000) -> Iterator[list[TraceRow]]:
+        for rows in self._pages("row", page):
+            yield [trace_from_json(r[1]) for r in rows]
+
+    def unreferenced(self, page: int = 2000) -> Iterator[list[TraceRow]]:
+        """Traces no memory refers to (legacy traces.json entries), without decoding the rest."""
+        for rows in self._pages("row", page, " AND memories = 0"):
+            yield [trace_from_json(r[1]) for r in rows]
+
+    def iter_summaries(self, page: int = 5000) -> Iterator[list[tuple[UUID, str, int, str]]]:
+        """(id, hash, memories, task) of every trace: what checks need, no row decoded."""
+        for rows in self._pages("hash, memories, task", page):
+            yield [(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def hashes(self, ids: Iterable[UUID]) -> dict[UUID, str]:
+        rows = self._where_in("SELECT id, hash FROM traces WHERE id IN ({})", [str(i) for i in ids])
+        return {UUID(tid): h for tid, h in rows}
 
     def trace_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM traces").fetchone()[0])

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import numpy as np
 
@@ -117,9 +118,11 @@ def run_verify(
     reembed: bool = True,
     expected: ExpectedRows | None = None,
     content_ids: set[Any] | None = None,
+    trace_content_ids: set[UUID] | None = None,
 ) -> VerifyResult:
-    """`content_ids`: rows whose content is hashed again (None: every row); the others are
-    checked by their stored hash (the verify closing a run re-hashes what the run wrote)."""
+    """`content_ids` / `trace_content_ids`: memory / trace rows whose content is hashed again
+    (None: every row); the others are checked by their stored hash (the verify closing a
+    run re-hashes what the run wrote)."""
     ctx = session.ctx
     cfg = ctx.cfg
     model = cfg.embedding.model
@@ -179,29 +182,36 @@ def run_verify(
                             result.note("vector_mismatch", f"{coll.name}/{source_id}")
                 ctx.progress("verify", result.checked, total)
             result.extra += max(0, store.count_memories(coll.name) - seen)
-        _verify_traces(session, store, model, result)
+        _verify_traces(session, store, model, result, trace_content_ids)
         counter[0] = result.checked
     return result
 
 
-def _verify_traces(session: Session, store: TargetStore, model: str, result: VerifyResult) -> None:
+def _verify_traces(
+    session: Session,
+    store: TargetStore,
+    model: str,
+    result: VerifyResult,
+    content_ids: set[UUID] | None,
+) -> None:
     """Every trace an accepted memory refers to must be in the target with its hash."""
     needed = store.referenced_traces([c.name for c in session.selected])
-    for page in session.index.iter_traces():
-        wanted = [t for t in page if t.id in needed or t.num_memories == 0]
+    for page in session.index.iter_summaries():
+        wanted = [(tid, h) for tid, h, memories, _task in page if tid in needed or memories == 0]
         if not wanted:
             continue
-        rows = store.fetch_traces([t.id for t in wanted])
-        for t in wanted:
+        rows = store.fetch_traces([tid for tid, _h in wanted])
+        for tid, want in wanted:
             result.traces["checked"] += 1
-            got = rows.get(t.id)
+            got = rows.get(tid)
             if got is None:
                 result.traces["missing"] += 1
-                result.note("trace_missing", str(t.id))
+                result.note("trace_missing", str(tid))
                 continue
             back, stored, has_embedding = trace_from_row(got)
-            if stored != t.source_hash or trace_hash(back, model) != t.source_hash:
+            rehash = content_ids is None or tid in content_ids
+            if stored != want or (rehash and trace_hash(back, model) != want):
                 result.traces["mismatched"] += 1
-                result.note("trace_mismatched", str(t.id))
+                result.note("trace_mismatched", str(tid))
             if not has_embedding:
                 result.traces["no_embedding"] += 1

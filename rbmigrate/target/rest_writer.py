@@ -360,7 +360,7 @@ class RestWriter:
                 return False
         return True
 
-    def written_ids(self, run_id: str) -> set[UUID]:
+    def written_ids(self, run_id: str, table: str = "memory_items") -> set[UUID]:
         out: set[UUID] = set()
         for page in self.client.scan(
             "rbmigrate_changes",
@@ -368,9 +368,7 @@ class RestWriter:
             "row_id",
             "list what the run wrote",
             lambda b: (
-                b.eq("run_id", run_id)
-                .eq("table_name", "memory_items")
-                .in_("action", ["insert", "update"])
+                b.eq("run_id", run_id).eq("table_name", table).in_("action", ["insert", "update"])
             ),
         ):
             out.update(UUID(r["row_id"]) for r in page)

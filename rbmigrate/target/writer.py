@@ -311,14 +311,14 @@ class PostgresWriter:
             )
         self.conn.commit()
 
-    def written_ids(self, run_id: str) -> set[UUID]:
-        """Memory rows the run inserted or updated: verify re-hashes their content."""
+    def written_ids(self, run_id: str, table: str = "memory_items") -> set[UUID]:
+        """Rows of `table` the run inserted or updated: verify re-hashes their content."""
         rows = self.conn.execute(
             self.q(
-                "SELECT row_id FROM {changes} WHERE run_id = %s AND table_name = 'memory_items'"
+                "SELECT row_id FROM {changes} WHERE run_id = %s AND table_name = %s"
                 " AND action IN ('insert', 'update')"
             ),
-            (run_id,),
+            (run_id, table),
         ).fetchall()
         self.conn.commit()
         return {r[0] for r in rows}
