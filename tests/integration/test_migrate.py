@@ -379,11 +379,18 @@ def test_verify_catches_a_tampered_row(tmp_path, target, data_dir):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE memory_items SET content = 'tampered' WHERE source_id = %s", (uid(2),))
         conn.execute("DELETE FROM memory_items WHERE source_id = %s", (uid(3),))
+        trace = conn.execute(
+            "UPDATE reasoning_traces SET task = 'tampered' WHERE id ="
+            " (SELECT trace_id FROM memory_items WHERE source_id = %s) RETURNING id",
+            (uid(4),),
+        ).fetchone()[0]
     res = cli(["--headless", "verify", "--chroma-path", str(store), "--json"], target, data_dir)
     assert res.code == 1
     v = res.json()["verify"]
     assert (v["missing"], v["mismatched"]) == (1, 1)
     assert v["samples"]["mismatched"] == [f"reasoning_memories/{uid(2)}"]
+    # the trace kept its stored hash: only hashing its content again finds it
+    assert v["traces"]["mismatched"] == 1 and v["samples"]["trace_mismatched"] == [str(trace)]
 
 
 def test_uuid_helper_matches_stdlib():
