@@ -10,7 +10,8 @@ knows only the opcodes those files use, creates nothing but placeholders, and ha
 from __future__ import annotations
 
 import pickletools
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,6 +53,90 @@ _OPAQUE_OPS = {
 }
 
 
+_BY_CODE = {ord(op.code): op for op in pickletools.opcodes}
+CHUNK = 1 << 20
+_U4 = struct.Struct("<I")
+_I4 = struct.Struct("<i")
+# the opcodes a label map is made of, decoded inline; pickletools reads the rest
+_BINUNICODE, _SHORT_BINUNICODE, _BININT, _BININT1, _BININT2, _MARK = b"X\x8cJKM("
+
+
+class _Chunks:
+    """A file through a sliding 1 MB window: flat memory, and `read`/`readline` for
+    pickletools' argument readers."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.buf = b""
+        self.pos = 0
+
+    def fill(self, n: int) -> None:
+        """At least `n` bytes ahead of pos, unless the file ends first."""
+        if len(self.buf) - self.pos < n:
+            self.buf = self.buf[self.pos :] + self.fh.read(max(n, CHUNK))
+            self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        self.fill(n)
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += len(out)
+        return out
+
+    def readline(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n", self.pos)
+            if end >= 0:
+                return self.read(end + 1 - self.pos)
+            before = len(self.buf) - self.pos
+            self.fill(before + CHUNK)
+            if len(self.buf) - self.pos == before:  # end of file: no newline
+                return self.read(before)
+
+
+def _ops(fh: BinaryIO) -> Iterator[tuple[str, Any]]:
+    """(opcode name, argument) like pickletools.genops, several times faster on the
+    opcodes a label map is made of (a 100,000-record store: 400,000 opcodes)."""
+    src = _Chunks(fh)
+    while True:
+        src.fill(9)  # an opcode and its longest fixed-size argument
+        buf, pos = src.buf, src.pos
+        if pos >= len(buf):
+            raise EOFError("the pickle ends before STOP")
+        code = buf[pos]
+        src.pos = pos + 1
+        if code == _BINUNICODE:
+            size = _U4.unpack_from(buf, pos + 1)[0]
+            src.pos = pos + 5
+            data = src.read(size)
+            if len(data) < size:
+                raise EOFError("a string runs past the end of the pickle")
+            yield "BINUNICODE", data.decode("utf-8", "surrogatepass")
+        elif code == _BININT:
+            src.pos = pos + 5
+            yield "BININT", _I4.unpack_from(buf, pos + 1)[0]
+        elif code == _SHORT_BINUNICODE:
+            size = buf[pos + 1]
+            src.pos = pos + 2
+            data = src.read(size)
+            if len(data) < size:
+                raise EOFError("a string runs past the end of the pickle")
+            yield "SHORT_BINUNICODE", data.decode("utf-8", "surrogatepass")
+        elif code == _BININT1:
+            src.pos = pos + 2
+            yield "BININT1", buf[pos + 1]
+        elif code == _BININT2:
+            src.pos = pos + 3
+            yield "BININT2", buf[pos + 1] | buf[pos + 2] << 8
+        elif code == _MARK:
+            yield "MARK", None
+        else:
+            opcode = _BY_CODE.get(code)
+            if opcode is None:
+                raise UnsupportedPickle(f"byte {code:#04x} is not a pickle opcode")
+            reader: Callable[[Any], Any] | None = opcode.arg.reader if opcode.arg else None
+            yield opcode.name, (reader(src) if reader is not None else None)
+
+
 def stream_id_labels(fh: BinaryIO, emit: Callable[[str, int], None]) -> int:
     """Call emit(id, label) for each entry of the id_to_label dict; return how many."""
     stack: list[Any] = []
@@ -73,8 +158,7 @@ def stream_id_labels(fh: BinaryIO, emit: Callable[[str, int], None]) -> int:
         if isinstance(top, _Dict) or top == TARGET_KEY:
             memo[index] = top
 
-    for opcode, arg, _pos in pickletools.genops(fh):
-        name = opcode.name
+    for name, arg in _ops(fh):
         if name in _STR_OPS or name in _INT_OPS:
             stack.append(arg)
         elif name in _OPAQUE_OPS:
@@ -148,7 +232,7 @@ def read_id_labels(path: Path, emit: Callable[[str, int], None]) -> int:
     with path.open("rb") as fh:
         try:
             return stream_id_labels(fh, emit)
-        except (ValueError, IndexError, EOFError) as exc:
+        except (ValueError, IndexError, EOFError, struct.error) as exc:
             if isinstance(exc, UnsupportedPickle):
                 raise
             raise UnsupportedPickle(f"{path.name} is damaged: {exc}") from None

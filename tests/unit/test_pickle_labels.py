@@ -76,3 +76,15 @@ def test_code_execution_opcodes_are_refused_not_run():
 def test_wrong_value_types_are_refused():
     with pytest.raises(UnsupportedPickle):
         pairs(pickle.dumps({"id_to_label": {"a": "not-an-int"}}, protocol=3))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_truncated_file_is_damaged_at_every_cut(tmp_path, protocol):
+    from rbmigrate.source.pickle_labels import read_id_labels
+
+    blob = pickle.dumps({"id_to_label": mapping(40), "label_to_id": {}}, protocol=protocol)
+    path = tmp_path / "index_metadata.pickle"
+    for cut in range(len(blob)):
+        path.write_bytes(blob[:cut])
+        with pytest.raises(UnsupportedPickle, match=r"damaged|STOP|unbalanced"):
+            read_id_labels(path, lambda k, v: None)
