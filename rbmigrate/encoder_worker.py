@@ -10,8 +10,8 @@ import json
 import sys
 
 from rbmigrate.embeddings import Embedder, EmbeddingError
-from rbmigrate.encoder_process import read_frame, write_frame
 from rbmigrate.errors import RbmigrateError
+from rbmigrate.frames import read_frame, write_frame
 
 
 def describe(exc: BaseException) -> bytes:

@@ -148,8 +148,8 @@ def run_plan(session: Session) -> PlanResult:
                 for ws, n in session.store.memory_counts(coll.name).items():
                     result.buckets[(coll.name, ws)].target_only += n
             rules = session.rules(coll, reembed=cfg.migration.reembed_missing)
-            for page in session.source.reader.pages(
-                coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
+            for page in session.source.read_ahead(
+                coll, after=0, page_size=cfg.migration.batch_size
             ):
                 ctx.checkpoint()
                 batch = prepare_batch(session, coll, rules, page, cfg.embedding.model)

@@ -160,9 +160,7 @@ class BatchProducer(threading.Thread):
 
     def _pages(self, coll: CollectionInfo, after: int, size: int) -> Iterator[list[SourceRecord]]:
         if self.records is None:
-            pages: Iterator[list[SourceRecord]] = self.session.source.reader.pages(
-                coll, after=after, with_embeddings=True, page_size=size
-            )
+            pages = self.session.source.read_ahead(coll, after=after, page_size=size)
         else:
             mine = [r for r in self.records if r.collection == coll.name and r.position > after]
             pages = (mine[i : i + size] for i in range(0, len(mine), size))

@@ -192,7 +192,7 @@ class Session:
                 self.index.reset_collection(coll.name)
                 rules = self.rules(coll, reembed=False)
                 seen = 0
-                for page in self.source.reader.pages(
+                for page in self.source.read_ahead(
                     coll,
                     after=0,
                     with_embeddings=False,

@@ -97,9 +97,7 @@ class VerifyResult:
 def _fresh(session: Session, coll: Any, reembed: bool) -> Iterator[list[Expected]]:
     cfg = session.ctx.cfg
     rules = session.rules(coll, reembed=reembed)
-    for page in session.source.reader.pages(
-        coll, after=0, with_embeddings=True, page_size=cfg.migration.batch_size
-    ):
+    for page in session.source.read_ahead(coll, after=0, page_size=cfg.migration.batch_size):
         batch = prepare_batch(session, coll, rules, page, cfg.embedding.model)
         yield [(r.source_id, r.source_hash, r.workspace_id, r) for r in batch.rows]
         session.ctx.progress("verify", 0, None)  # keeps a UI alive on huge pages

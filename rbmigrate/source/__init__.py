@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 from rbmigrate.config import Config
 from rbmigrate.errors import ConfigError, SourceError
 from rbmigrate.events import EventSink, LogMessage, NullSink, RunControl
+from rbmigrate.records.model import SourceRecord
 from rbmigrate.records.traces import load_traces_json
 from rbmigrate.source.base import CollectionInfo, Reader
 from rbmigrate.source.chroma_api import ChromaApiReader
 from rbmigrate.source.formats import ChromaFormat
 from rbmigrate.source.liveness import processes_using
 from rbmigrate.source.native import NativeReader, NativeUnsupported
+from rbmigrate.source.read_ahead import pages_in_child
 from rbmigrate.source.snapshot import Snapshot, take_snapshot
 
 __all__ = ["ChromaSource", "CollectionInfo", "open_source"]
@@ -58,6 +61,38 @@ class ChromaSource:
             if c.layout == "reasoningbank"
             or (c.layout == "empty" and c.name == "reasoning_memories")
         ]
+
+    def read_ahead(
+        self,
+        coll: CollectionInfo,
+        *,
+        after: int,
+        page_size: int,
+        with_embeddings: bool = True,
+        metadata_keys: tuple[str, ...] | None = None,
+    ) -> Iterator[list[SourceRecord]]:
+        """Pages for a pass that works on every record: a snapshot the native reader reads
+        is read ahead in a child process (read_ahead.py says why)."""
+        if isinstance(self.reader, NativeReader):
+            r = self.reader
+            return pages_in_child(
+                r.snapshot,
+                r.scratch,
+                r.tenant,
+                r.database,
+                coll.name,
+                after=after,
+                page_size=page_size,
+                with_embeddings=with_embeddings,
+                metadata_keys=metadata_keys,
+            )
+        return self.reader.pages(
+            coll,
+            after=after,
+            with_embeddings=with_embeddings,
+            page_size=page_size,
+            metadata_keys=metadata_keys,
+        )
 
     def legacy_traces(self) -> dict[Any, dict[str, Any]]:
         return load_traces_json(self.traces_json) if self.traces_json else {}
