@@ -6,9 +6,10 @@ A child process reads the next page while the caller works on this one, and hand
 pickled (unpickling costs a quarter of reading). It is the caller's own process tree,
 reading the caller's own snapshot, so pickle is safe here.
 
-The child writes frames to its stdout: P(pickled page), D (done), E (an error as JSON). It
-blocks on the pipe when it is a page ahead, and a write to a closed pipe (the caller stopped
-or was killed) ends it. Its own session keeps the terminal's Ctrl+C away from it.
+The child writes frames to its stdout: P (a pickled page), D (done), E (an rbmigrate error
+as JSON) or X (any other exception, pickled). It blocks on the pipe when it is a page ahead,
+and a write to a closed pipe (the caller stopped or was killed) ends it. Its own session
+keeps the terminal's Ctrl+C away from it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def pages_in_child(
                     yield pickle.loads(payload)
                 elif kind == b"D":
                     return
+                elif kind == b"X":  # what the reader raised, as it would have raised here
+                    raise pickle.loads(payload)
                 else:
                     raise _error(json.loads(payload))
         finally:
@@ -101,13 +104,21 @@ def _died(proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> errors.SourceErro
     )
 
 
-def _describe(exc: BaseException) -> bytes:
+def _describe(exc: BaseException) -> tuple[bytes, bytes]:
+    """E{title, message, hint} for rbmigrate's own errors (pickle would drop title and
+    hint); any other exception pickled whole, so the caller sees its type (a full disk is an
+    sqlite3.OperationalError, and says so to the user)."""
     if isinstance(exc, errors.RbmigrateError):
-        info = {"type": type(exc).__name__, **exc.as_dict()}
-    else:
-        info = {"type": "SourceError", "message": f"reading the snapshot failed: {exc}"}
-        info["title"], info["hint"] = None, "run with --reader chromadb to read it another way."
-    return json.dumps(info).encode()
+        return b"E", json.dumps({"type": type(exc).__name__, **exc.as_dict()}).encode()
+    try:
+        return b"X", pickle.dumps(exc)
+    except Exception:
+        info = {
+            "type": "SourceError",
+            "message": f"reading the snapshot failed: {type(exc).__name__}: {exc}",
+            "hint": "run with --reader chromadb to read it another way.",
+        }
+        return b"E", json.dumps(info).encode()
 
 
 def serve(arg: str) -> int:
@@ -135,7 +146,7 @@ def serve(arg: str) -> int:
         except (BrokenPipeError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            write_frame(out, b"E", _describe(exc))
+            write_frame(out, *_describe(exc))
             return 1
     except BrokenPipeError:  # the caller stopped reading; nothing left to flush at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
