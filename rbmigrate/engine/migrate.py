@@ -45,6 +45,7 @@ from rbmigrate.target.writer import MergeResult
 T = TypeVar("T")
 LEGACY = "(traces.json)"
 QUEUE_DEPTH = 2
+CHECKPOINT_S = 2.0  # at most this long between checkpoints of batches that write nothing
 RECONNECT_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
 REST_REQUEST_BYTES = 2_000_000  # per batch request over REST; halved on a 413 or a timeout
 REST_MIN_BYTES = 20_000
@@ -124,6 +125,7 @@ class Migration:
         self.run_id = run_id
         self.embedder = embedder
         self.fill: TaskEmbeddingFill | None = None
+        self._next_checkpoint = 0.0
         self.records = records
         self.tallies: dict[str, Tally] = {}
         self.rejects = RejectsLog(self.ctx.run_dir / "rejects.jsonl")
@@ -200,6 +202,9 @@ class Migration:
                     ),
                 )
                 counter[0] = out.deleted
+        if self.fill is not None and not self.fill.wait_counted(self.ctx.checkpoint):
+            self.fill.join()
+            self.fill = None
         if self.fill is not None:
             # torch and an HNSW build on the same two cores slow each other more than they
             # gain: fill the task embeddings first, then build every deferred index
@@ -259,7 +264,7 @@ class Migration:
         """Direct: begin encoding the trace tasks that need an embedding, before anything is
         written (filled after the writes). REST: note the target traces that lack one (the
         producer encodes tasks inline and sends those traces again)."""
-        from rbmigrate.engine.task_embeddings import TaskEmbeddingFill, traces_needing_embeddings
+        from rbmigrate.engine.task_embeddings import TaskEmbeddingFill
         from rbmigrate.target.postgres import PostgresStore
         from rbmigrate.target.rest_store import RestStore
 
@@ -271,16 +276,13 @@ class Migration:
             self.unembedded = store.traces_without_embedding()
             return
         assert isinstance(store, PostgresStore) and self.direct is not None
-        needed = traces_needing_embeddings(self.session, store.conn, self.cfg.target.schema)
-        if not needed:
-            return
         # the encoder checks the model's dimension once loaded; the write loop polls for it
         self.fill = TaskEmbeddingFill(
             self.embedder,
             self.session.dimension,
             self.direct.dsn,
             self.cfg.target.schema,
-            needed,
+            self.session.index.path,
             self.ctx.control.cancel,
         )
         self.fill.start_encoding()
@@ -438,7 +440,13 @@ class Migration:
                 "counts": counts,
             }
 
-        self.writer.write_batch(self.run_id, item.traces, batch.rows, finish)
+        if not batch.rows and not item.traces and time.monotonic() < self._next_checkpoint:
+            # nothing for the target: its progress and counts ride on the next checkpoint (a
+            # kill repeats at most CHECKPOINT_S of such batches, which change nothing)
+            finish(MergeResult())
+        else:
+            self.writer.write_batch(self.run_id, item.traces, batch.rows, finish)
+            self._next_checkpoint = time.monotonic() + CHECKPOINT_S
         self.tallies[coll] = pending["tally"]
         self.read_counts[coll] += batch.records
 

@@ -121,7 +121,6 @@ class BatchProducer(threading.Thread):
         self.records = records
         self.rest = rest
         self.stop = threading.Event()
-        self.scheduled: set[UUID] = set()
         self.empty: set[str] = set()  # collections with no target rows at the start: no lookups
         self.task_vectors: dict[str, np.ndarray] = {}
 
@@ -136,6 +135,7 @@ class BatchProducer(threading.Thread):
 
     def run(self) -> None:
         try:
+            self.session.index.forget_seen()
             cfg = self.session.ctx.cfg
             for coll, after in self.plan:
                 rules = self.session.rules(coll, reembed=self.reembed)
@@ -193,13 +193,12 @@ class BatchProducer(threading.Thread):
     def _traces_for(self, rows: list[MemoryRow]) -> list[tuple[TraceRow, np.ndarray | None]]:
         """The traces this batch introduces that the target lacks or holds with another hash;
         hashes are compared first, so an unchanged trace is never decoded."""
-        wanted = {r.trace_id for r in rows} - self.scheduled
+        wanted = self.session.index.first_seen({r.trace_id for r in rows})
         if not wanted:
             return []
         hashes = self.session.index.hashes(wanted)
         existing = self.lookup.trace_hashes(list(hashes))
         todo = [tid for tid, h in hashes.items() if self._needs_writing(tid, h, existing)]
-        self.scheduled |= wanted
         found = self.session.index.traces(todo) if todo else {}
         return self._with_task_vectors([found[tid] for tid in todo])
 
@@ -233,7 +232,7 @@ class BatchProducer(threading.Thread):
         """Traces from traces.json that no migrated memory refers to."""
         out: list[TraceRow] = []
         for page in self.session.index.unreferenced():
-            out.extend(t for t in page if t.id not in self.scheduled)
+            out.extend(page)  # no memory refers to them: never written by a batch
         if not out:
             return []
         existing = self.lookup.trace_hashes([t.id for t in out])

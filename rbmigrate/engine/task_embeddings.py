@@ -14,7 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +25,8 @@ import psycopg
 from psycopg import sql
 
 from rbmigrate.embeddings import TextEncoder
-from rbmigrate.engine.session import Session
+from rbmigrate.engine.traceindex import TraceIndex
+from rbmigrate.errors import TargetConnectionError
 from rbmigrate.target.connection import connect
 
 CHUNK = 2048
@@ -40,11 +43,13 @@ class FillStats:
     errors: list[BaseException] = field(default_factory=list)
 
 
-def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[tuple[UUID, str]]:
-    """Traces of this source whose target row is absent, has no task embedding, or another task."""
-    out: list[tuple[UUID, str]] = []
+def traces_needing_embeddings(index: TraceIndex, conn: Any, schema: str) -> Iterator[list[UUID]]:
+    """Traces of this source whose target row is absent, has no task embedding, or another
+    task, a page at a time. The same answer before, during or after the writes: a trace the
+    run writes is absent or changed before, and without an embedding (or with its task's)
+    after."""
     table = sql.SQL("{}.reasoning_traces").format(sql.Identifier(schema))
-    for page in session.index.iter_summaries():
+    for page in index.iter_summaries():
         rows = conn.execute(
             sql.SQL(
                 "SELECT id, task, task_embedding IS NOT NULL FROM {} WHERE id = ANY(%s)"
@@ -53,16 +58,16 @@ def traces_needing_embeddings(session: Session, conn: Any, schema: str) -> list[
         ).fetchall()
         conn.commit()
         have = {r[0]: (r[1], r[2]) for r in rows}
-        for tid, _hash, _memories, task in page:
-            got = have.get(tid)
-            if got is None or not got[1] or got[0] != task:
-                out.append((tid, task))
-    return out
+        yield [
+            tid
+            for tid, _hash, _memories, task in page
+            if (got := have.get(tid)) is None or not got[1] or got[0] != task
+        ]
 
 
 def shortest_first(task: str) -> tuple[int, str]:
-    """Encoding order: equal tasks side by side, texts of a length together (little padding
-    per batch)."""
+    """Encoding order (TraceIndex.to_embed sorts so in SQL): equal tasks side by side, texts
+    of a length together (little padding per batch)."""
     return len(task), task
 
 
@@ -73,16 +78,17 @@ class TaskEmbeddingFill:
         dimension: int,
         dsn: str,
         schema: str,
-        needed: list[tuple[UUID, str]],
+        index_path: Path,
         cancel: threading.Event,
     ) -> None:
         self.embedder = embedder
         self.dimension = dimension
         self.dsn = dsn
         self.schema = schema
-        self.needed = sorted(needed, key=lambda item: shortest_first(item[1]))
+        self.index_path = index_path
+        self.counted = threading.Event()  # `needed` is known
         self.cancel = cancel
-        self.stats = FillStats(needed=len(needed))
+        self.stats = FillStats()
         self.chunks: queue.Queue[Any] = queue.Queue(maxsize=DEPTH)
         self._encoder = threading.Thread(target=self._encode, name="rbmigrate-encoder", daemon=True)
         self._updater = threading.Thread(target=self._update, name="rbmigrate-updater", daemon=True)
@@ -90,8 +96,35 @@ class TaskEmbeddingFill:
 
     # --- encoder ---------------------------------------------------------------------------
     def start_encoding(self) -> None:
-        if self.needed:
-            self._encoder.start()
+        """Find the traces that need an embedding, then encode them: both in the encoder
+        thread, so finding them (a lookup per 5,000 traces) runs beside the writes."""
+        self._encoder.start()
+
+    def wait_counted(self, checkpoint: Callable[[], None]) -> int:
+        while not self.counted.wait(0.2):
+            checkpoint()
+        self.raise_if_failed()
+        return self.stats.needed
+
+    def _find(self, index: TraceIndex) -> None:
+        """List the traces to embed in the trace index (not in memory: 400,000 records
+        have 200,000 tasks)."""
+        for delay in (0, *RETRY_DELAYS):
+            if delay and self.cancel.wait(delay):
+                raise InterruptedError("stopped")
+            try:
+                with connect(self.dsn, schema=self.schema) as conn:
+                    needed = traces_needing_embeddings(index, conn, self.schema)
+                    self.stats.needed = index.mark_to_embed(needed)
+                return
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                continue
+        # not a psycopg error: the write loop must not reconnect and retry it
+        raise TargetConnectionError(
+            "the database stayed unreachable for two minutes while rbmigrate listed the"
+            " traces whose task needs an embedding.",
+            hint="check the database, then run the same command again: it resumes.",
+        )
 
     def raise_if_failed(self) -> None:
         """Let the write loop stop early when the model cannot be used at all."""
@@ -99,13 +132,19 @@ class TaskEmbeddingFill:
             raise self.stats.errors[0]
 
     def _encode(self) -> None:
+        index = TraceIndex(self.index_path)  # a connection of this thread's own
         try:
+            try:
+                self._find(index)
+            finally:
+                self.counted.set()
+            if not self.stats.needed:
+                return
             self.embedder.check_dimension(self.dimension, "the target")
             cache: dict[str, np.ndarray] = {}
-            for start in range(0, len(self.needed), CHUNK):
+            for chunk in index.to_embed(CHUNK):
                 if self._stop.is_set() or self.cancel.is_set():
                     break
-                chunk = self.needed[start : start + CHUNK]
                 texts = [t for t in dict.fromkeys(task for _i, task in chunk) if t not in cache]
                 began = time.monotonic()
                 vectors: Any = self.embedder.encode(texts) if texts else []
@@ -123,6 +162,7 @@ class TaskEmbeddingFill:
         except BaseException as exc:
             self.stats.errors.append(exc)
         finally:
+            index.close()
             self._put_end()
 
     def _put_end(self) -> None:
@@ -136,8 +176,7 @@ class TaskEmbeddingFill:
     # --- updater ---------------------------------------------------------------------------
     def start_updating(self) -> None:
         """Call once the traces exist (after the write pass)."""
-        if self.needed:
-            self._updater.start()
+        self._updater.start()
 
     def _update(self) -> None:
         conn = None
@@ -205,7 +244,6 @@ class TaskEmbeddingFill:
             self._updater.join()
         if self.stats.errors:
             raise self.stats.errors[0]
-        self.needed = []  # one (id, task) per trace: not held through the verify
         return self.stats
 
     def stop(self) -> None:

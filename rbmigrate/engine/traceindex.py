@@ -47,7 +47,7 @@ def _ts(value: datetime | None) -> str | None:
 def trace_to_json(row: TraceRow) -> str:
     return canonical_json(
         {
-            "id": row.id,
+            "id": str(row.id),
             "task": row.task,
             "trajectory": row.trajectory,
             "outcome": row.outcome,
@@ -134,20 +134,22 @@ class TraceIndex:
                 for o, _ in items
             ],
         )
+        before = self.db.total_changes
+        self.db.executemany(
+            "INSERT OR IGNORE INTO memories VALUES (?, ?, ?)",
+            [(str(mid), o.collection, o.source_id) for o, mid in items],
+        )
+        if self.db.total_changes - before == len(items):
+            return  # every id was free (almost always): no record to look at one by one
         for o, mid in items:
-            cur = self.db.execute(
-                "INSERT OR IGNORE INTO memories VALUES (?, ?, ?)",
-                (str(mid), o.collection, o.source_id),
-            )
-            if cur.rowcount == 0:
-                first = self.db.execute(
-                    "SELECT collection, source_id FROM memories WHERE id = ?", (str(mid),)
-                ).fetchone()
-                if first != (o.collection, o.source_id):
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?, ?, ?)",
-                        (o.collection, o.source_id, str(mid), first[0], first[1]),
-                    )
+            first = self.db.execute(
+                "SELECT collection, source_id FROM memories WHERE id = ?", (str(mid),)
+            ).fetchone()
+            if first != (o.collection, o.source_id):
+                self.db.execute(
+                    "INSERT OR REPLACE INTO duplicates VALUES (?, ?, ?, ?, ?)",
+                    (o.collection, o.source_id, str(mid), first[0], first[1]),
+                )
 
     def add_source_ids(self, collection: str, ids: Iterable[str]) -> None:
         """Every record of a selected collection, whatever its workspace (for delete-missing)."""
@@ -167,15 +169,17 @@ class TraceIndex:
             " ts, workspace FROM obs ORDER BY trace_id"
         )
         current: str | None = None
+        trace = UUID(int=0)
         group: list[TraceObservation] = []
         for tid, coll, sid, pos, raw, syn, task, outcome, ts, ws in cursor:
-            if tid != current and group and current is not None:
-                yield UUID(current), group
-                group = []
-            current = tid
+            if tid != current:
+                if group:
+                    yield trace, group
+                    group = []
+                current, trace = tid, UUID(tid)  # one UUID per trace, not per observation
             group.append(
                 TraceObservation(
-                    trace_id=UUID(tid),
+                    trace_id=trace,
                     raw_trace_id=raw,
                     synthetic=bool(syn),
                     task=task or "",
@@ -187,8 +191,8 @@ class TraceIndex:
                     position=pos,
                 )
             )
-        if group and current is not None:
-            yield UUID(current), group
+        if group:
+            yield trace, group
 
     def build_traces(
         self,
@@ -220,7 +224,9 @@ class TraceIndex:
                     row.num_memories,
                     row.task,
                     trace_to_json(row),
-                    json.dumps([[w.code, w.message] for w in row.warnings]),
+                    json.dumps([[w.code, w.message] for w in row.warnings])
+                    if row.warnings
+                    else "[]",
                 )
             )
             if len(batch) >= 5000:
@@ -301,6 +307,41 @@ class TraceIndex:
         """(id, hash, memories, task) of every trace: what checks need, no row decoded."""
         for rows in self._pages("hash, memories, task", page):
             yield [(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def forget_seen(self) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("DELETE FROM temp.seen")
+        self.db.commit()
+
+    def first_seen(self, ids: Iterable[UUID]) -> list[UUID]:
+        """Those of `ids` not seen since forget_seen(), now marked seen. A table, not a set:
+        a pass meets every trace, 200,000 of them at 400,000 records."""
+        keys = [str(i) for i in ids]
+        old = {r[0] for r in self._where_in("SELECT id FROM temp.seen WHERE id IN ({})", keys)}
+        new = [k for k in keys if k not in old]
+        self.db.executemany("INSERT INTO temp.seen VALUES (?)", [(k,) for k in new])
+        self.db.commit()
+        return [UUID(k) for k in new]
+
+    def mark_to_embed(self, pages: Iterable[list[UUID]]) -> int:
+        """Remember which traces need a task embedding; returns how many."""
+        self.db.execute("DROP TABLE IF EXISTS to_embed")
+        self.db.execute("CREATE TABLE to_embed (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        count = 0
+        for ids in pages:
+            self.db.executemany("INSERT INTO to_embed VALUES (?)", [(str(i),) for i in ids])
+            count += len(ids)
+        self.db.commit()
+        return count
+
+    def to_embed(self, chunk: int) -> Iterator[list[tuple[UUID, str]]]:
+        """(id, task) of the marked traces, shortest task first, `chunk` at a time."""
+        cursor = self.db.execute(
+            "SELECT t.id, t.task FROM to_embed e JOIN traces t ON t.id = e.id"
+            " ORDER BY length(t.task), t.task"
+        )
+        while rows := cursor.fetchmany(chunk):
+            yield [(UUID(tid), task) for tid, task in rows]
 
     def hashes(self, ids: Iterable[UUID]) -> dict[UUID, str]:
         rows = self._where_in("SELECT id, hash FROM traces WHERE id IN ({})", [str(i) for i in ids])

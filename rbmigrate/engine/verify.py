@@ -193,22 +193,26 @@ def _verify_traces(
     content_ids: set[UUID] | None,
 ) -> None:
     """Every trace an accepted memory refers to must be in the target with its hash."""
-    needed = store.referenced_traces([c.name for c in session.selected])
+    names = [c.name for c in session.selected]
     for page in session.index.iter_summaries():
+        needed = store.referenced_among(names, [s[0] for s in page])
         wanted = [(tid, h) for tid, h, memories, _task in page if tid in needed or memories == 0]
         if not wanted:
             continue
-        rows = store.fetch_traces([tid for tid, _h in wanted])
+        states = store.trace_states([tid for tid, _h in wanted])
+        again = [tid for tid, _h in wanted if content_ids is None or tid in content_ids]
+        full = store.fetch_traces(again) if again else {}
         for tid, want in wanted:
             result.traces["checked"] += 1
-            got = rows.get(tid)
-            if got is None:
+            state = states.get(tid)
+            if state is None:
                 result.traces["missing"] += 1
                 result.note("trace_missing", str(tid))
                 continue
-            back, stored, has_embedding = trace_from_row(got)
-            rehash = content_ids is None or tid in content_ids
-            if stored != want or (rehash and trace_hash(back, model) != want):
+            stored, has_embedding = state
+            got = full.get(tid)
+            back = trace_from_row(got)[0] if got is not None else None
+            if stored != want or (back is not None and trace_hash(back, model) != want):
                 result.traces["mismatched"] += 1
                 result.note("trace_mismatched", str(tid))
             if not has_embedding:

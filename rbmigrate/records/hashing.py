@@ -28,6 +28,11 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _plain(value: Any) -> Any:
+    """What _default makes of a UUID or a datetime, anything else as it is."""
+    return _default(value) if isinstance(value, UUID | datetime) else value
+
+
 def _as_jsonb_reads_back(value: Any) -> Any:
     """A float written with a positive exponent (1e+16) comes back from jsonb as the integer
     it denotes (10000000000000000); hash that integer so source and read-back agree. Only such
@@ -66,9 +71,10 @@ def vector_bytes(vec: np.ndarray) -> bytes:
 def memory_hash(row: MemoryRow, model_name: str = "") -> str:
     """Hash of everything the target stores for this memory. A row that will be re-embedded
     hashes the model's name instead of a vector, so a plan can classify it without a model."""
+    # ids and the time as _default would write them: the encoder then never calls back
     fields = {
-        "id": row.id,
-        "trace_id": row.trace_id,
+        "id": _plain(row.id),
+        "trace_id": _plain(row.trace_id),
         "title": row.title,
         "description": row.description,
         "content": row.content,
@@ -76,10 +82,10 @@ def memory_hash(row: MemoryRow, model_name: str = "") -> str:
         "pattern_tags": row.pattern_tags,
         "difficulty_level": row.difficulty_level,
         "domain_category": row.domain_category,
-        "parent_ref": row.parent_ref,
+        "parent_ref": _plain(row.parent_ref),
         "evolution_stage": row.evolution_stage,
         "workspace_id": row.workspace_id,
-        "created_at": row.created_at,
+        "created_at": _plain(row.created_at),
         "source_id": row.source_id,
         "source_collection": row.source_collection,
         "metadata": row.metadata,
@@ -98,13 +104,13 @@ def memory_hash(row: MemoryRow, model_name: str = "") -> str:
 def trace_hash(row: TraceRow, model_name: str) -> str:
     """The task embedding is derived from the task with `model_name`; hash those instead."""
     fields = {
-        "id": row.id,
+        "id": _plain(row.id),
         "task": row.task,
         "trajectory": row.trajectory,
         "outcome": row.outcome,
         "metadata": row.metadata,
-        "parent_trace_id": row.parent_trace_id,
-        "timestamp": row.timestamp,
+        "parent_trace_id": _plain(row.parent_trace_id),
+        "timestamp": _plain(row.timestamp),
         "num_memories": row.num_memories,
         "workspace_id": row.workspace_id,
         "source_id": row.source_id,

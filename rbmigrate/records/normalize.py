@@ -9,6 +9,7 @@ a stable code, and the original value is kept in the row's `metadata`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -287,9 +288,12 @@ def _check_embedding(vec: Any, ctx: RuleContext, notes: _Notes) -> tuple[Issue |
             Reject.DIMENSION_MISMATCH,
             f"embedding has {vec.shape[0]} dimensions, the collection has {ctx.dimension}",
         ), False
-    if not np.isfinite(vec).all():
+    # one sum answers both questions for almost every vector; the exact checks run only when
+    # it is not finite (NaN, Infinity, or an overflowing sum) or zero
+    total = float(vec.sum())
+    if not math.isfinite(total) and not np.isfinite(vec).all():
         return Issue(Reject.NON_FINITE_EMBEDDING, "embedding holds NaN or Infinity"), False
-    if not vec.any():
+    if total == 0.0 and not vec.any():
         notes.warn(Warn.ZERO_VECTOR, "embedding is all zeros")
     return None, False
 

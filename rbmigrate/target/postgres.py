@@ -151,6 +151,17 @@ class PostgresStore:
     def fetch_traces(self, ids: list[UUID]) -> dict[UUID, Sequence[Any]]:
         return readback.fetch_traces(self.conn, self.schema, ids)
 
+    def trace_states(self, ids: list[UUID]) -> dict[UUID, tuple[str | None, bool]]:
+        """(stored hash, has a task embedding): what verify needs of a trace it does not
+        hash again, without reading the row."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT id, source_hash, task_embedding IS NOT NULL FROM {} WHERE id = ANY(%s)"
+            ).format(self.t("reasoning_traces")),
+            (ids,),
+        ).fetchall()
+        return {r[0]: (r[1], bool(r[2])) for r in rows}
+
     def count_memories(self, collection: str) -> int:
         row = self.conn.execute(
             sql.SQL("SELECT count(*) FROM {} WHERE source_collection = %s").format(
@@ -160,12 +171,15 @@ class PostgresStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def referenced_traces(self, collections: list[str]) -> set[UUID]:
+    def referenced_among(self, collections: list[str], ids: list[UUID]) -> set[UUID]:
+        """Those of `ids` that a memory of `collections` refers to (by idx_memories_trace:
+        a page at a time, so memory stays flat)."""
         rows = self.conn.execute(
-            sql.SQL("SELECT DISTINCT trace_id FROM {} WHERE source_collection = ANY(%s)").format(
-                self.t("memory_items")
-            ),
-            (collections,),
+            sql.SQL(
+                "SELECT DISTINCT trace_id FROM {} WHERE trace_id = ANY(%s)"
+                " AND source_collection = ANY(%s)"
+            ).format(self.t("memory_items")),
+            (ids, collections),
         ).fetchall()
         return {r[0] for r in rows}
 

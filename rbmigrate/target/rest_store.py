@@ -96,6 +96,7 @@ class RestStore:
         self.tables_exist = False
         self._info: dict[str, Any] | None = None
         self._probed = False
+        self._referenced: tuple[tuple[str, ...], set[UUID]] | None = None
 
     def reconnect(self) -> None:
         """Nothing to do: every request retries on its own."""
@@ -280,12 +281,35 @@ class RestStore:
         }
         return {UUID(r["id"]): trace_tuple(r, r["id"] not in bare) for r in rows}
 
+    def trace_states(self, ids: list[UUID]) -> dict[UUID, tuple[str | None, bool]]:
+        rows = self.client.select_in("reasoning_traces", "id,source_hash", "id", ids, "read traces")
+        bare = {
+            r["id"]
+            for r in self.client.select_in(
+                "reasoning_traces",
+                "id",
+                "id",
+                ids,
+                "read traces",
+                lambda b: b.is_("task_embedding", "null"),
+            )
+        }
+        return {UUID(r["id"]): (r["source_hash"], r["id"] not in bare) for r in rows}
+
     def count_memories(self, collection: str) -> int:
         return self.client.count(
             "memory_items", "count memories", lambda b: b.eq("source_collection", collection)
         )
 
-    def referenced_traces(self, collections: list[str]) -> set[UUID]:
+    def referenced_among(self, collections: list[str], ids: list[UUID]) -> set[UUID]:
+        """PostgREST caps the rows of a response, and a trace has many memories: the set of
+        all referenced traces is read once instead."""
+        key = tuple(collections)
+        if self._referenced is None or self._referenced[0] != key:
+            self._referenced = (key, self._referenced_traces(collections))
+        return self._referenced[1].intersection(ids)
+
+    def _referenced_traces(self, collections: list[str]) -> set[UUID]:
         out: set[UUID] = set()
         for page in self.client.scan(
             "memory_items",

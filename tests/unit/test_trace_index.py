@@ -64,3 +64,26 @@ def test_traces_from_an_older_version_are_rebuilt(tmp_path):
     index.build_traces(RuleContext(), "model", {})  # built again, not taken as done
     assert [s[0] for page in index.iter_summaries() for s in page] == [trace]
     index.close()
+
+
+def test_first_seen_and_tasks_to_embed_shortest_first(tmp_path):
+    index = TraceIndex(tmp_path / "traces.sqlite")
+    tasks = {uuid4(): t for t in ("a longer task", "short", "mid task", "short")}
+    for n, (trace, task) in enumerate(tasks.items()):
+        index.add([(_observation(trace, f"m{n}", task), uuid4())])
+    index.build_traces(RuleContext(), "model", {})
+    ids = list(tasks)
+
+    index.forget_seen()
+    assert index.first_seen(ids[:2]) == ids[:2]
+    assert set(index.first_seen(ids)) == set(ids[2:])  # the first two were seen already
+    index.forget_seen()  # a new pass meets them all again
+    assert set(index.first_seen(ids)) == set(ids)
+
+    assert index.mark_to_embed([ids[:1], ids[1:]]) == 4
+    chunks = list(index.to_embed(3))
+    assert [len(c) for c in chunks] == [3, 1]
+    order = [task for chunk in chunks for _tid, task in chunk]
+    assert order == ["short", "short", "mid task", "a longer task"]
+    assert {tid for chunk in chunks for tid, _task in chunk} == set(ids)
+    index.close()
