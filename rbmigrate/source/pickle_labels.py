@@ -82,6 +82,13 @@ class _Chunks:
         self.pos += len(out)
         return out
 
+    def text(self, size: int) -> str:
+        """The next `size` bytes as a pickle string (UTF-8, surrogates passed through)."""
+        data = self.read(size)
+        if len(data) < size:
+            raise EOFError("a string runs past the end of the pickle")
+        return data.decode("utf-8", "surrogatepass")
+
     def readline(self) -> bytes:
         while True:
             end = self.buf.find(b"\n", self.pos)
@@ -105,22 +112,14 @@ def _ops(fh: BinaryIO) -> Iterator[tuple[str, Any]]:
         code = buf[pos]
         src.pos = pos + 1
         if code == _BINUNICODE:
-            size = _U4.unpack_from(buf, pos + 1)[0]
             src.pos = pos + 5
-            data = src.read(size)
-            if len(data) < size:
-                raise EOFError("a string runs past the end of the pickle")
-            yield "BINUNICODE", data.decode("utf-8", "surrogatepass")
+            yield "BINUNICODE", src.text(_U4.unpack_from(buf, pos + 1)[0])
         elif code == _BININT:
             src.pos = pos + 5
             yield "BININT", _I4.unpack_from(buf, pos + 1)[0]
         elif code == _SHORT_BINUNICODE:
-            size = buf[pos + 1]
             src.pos = pos + 2
-            data = src.read(size)
-            if len(data) < size:
-                raise EOFError("a string runs past the end of the pickle")
-            yield "SHORT_BINUNICODE", data.decode("utf-8", "surrogatepass")
+            yield "SHORT_BINUNICODE", src.text(buf[pos + 1])
         elif code == _BININT1:
             src.pos = pos + 2
             yield "BININT1", buf[pos + 1]

@@ -268,22 +268,18 @@ class RestStore:
 
     def fetch_traces(self, ids: list[UUID]) -> dict[UUID, Sequence[Any]]:
         rows = self.client.select_in("reasoning_traces", TRACE_COLUMNS, "id", ids, "read traces")
-        bare = {
-            r["id"]
-            for r in self.client.select_in(
-                "reasoning_traces",
-                "id",
-                "id",
-                ids,
-                "read traces",
-                lambda b: b.is_("task_embedding", "null"),
-            )
-        }
+        bare = self._without_task_embedding(ids)
         return {UUID(r["id"]): trace_tuple(r, r["id"] not in bare) for r in rows}
 
     def trace_states(self, ids: list[UUID]) -> dict[UUID, tuple[str | None, bool]]:
         rows = self.client.select_in("reasoning_traces", "id,source_hash", "id", ids, "read traces")
-        bare = {
+        bare = self._without_task_embedding(ids)
+        return {UUID(r["id"]): (r["source_hash"], r["id"] not in bare) for r in rows}
+
+    def _without_task_embedding(self, ids: list[UUID]) -> set[str]:
+        """Ids (as PostgREST writes them) of those traces whose task_embedding is NULL: the
+        vector itself is not worth sending just to learn that it exists."""
+        return {
             r["id"]
             for r in self.client.select_in(
                 "reasoning_traces",
@@ -294,7 +290,6 @@ class RestStore:
                 lambda b: b.is_("task_embedding", "null"),
             )
         }
-        return {UUID(r["id"]): (r["source_hash"], r["id"] not in bare) for r in rows}
 
     def count_memories(self, collection: str) -> int:
         return self.client.count(
