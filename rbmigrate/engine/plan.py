@@ -124,15 +124,13 @@ def _text_bytes(row: Any) -> int:
 
 def _plan_traces(session: Session, result: PlanResult) -> None:
     store = session.store
-    for page in session.index.iter_traces():
-        existing = store.trace_hashes([t.id for t in page]) if store else {}
-        for t in page:
-            have = existing.get(t.id, "absent")
-            key = (
-                "new" if have == "absent" else ("unchanged" if have == t.source_hash else "changed")
-            )
+    for page in session.index.iter_summaries():  # hash and task: no trace row decoded
+        existing = store.trace_hashes([tid for tid, *_ in page]) if store else {}
+        for tid, source_hash, _memories, task in page:
+            have = existing.get(tid, "absent")
+            key = "new" if have == "absent" else ("unchanged" if have == source_hash else "changed")
             result.traces[key] += 1
-            result.trace_text_bytes += len(t.task.encode("utf-8", "surrogatepass"))
+            result.trace_text_bytes += len(task.encode("utf-8", "surrogatepass"))
 
 
 def run_plan(session: Session) -> PlanResult:

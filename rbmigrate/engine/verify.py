@@ -199,9 +199,15 @@ def _verify_traces(
         wanted = [(tid, h) for tid, h, memories, _task in page if tid in needed or memories == 0]
         if not wanted:
             continue
-        states = store.trace_states([tid for tid, _h in wanted])
         again = [tid for tid, _h in wanted if content_ids is None or tid in content_ids]
-        full = store.fetch_traces(again) if again else {}
+        rows = store.fetch_traces(again) if again else {}
+        full = {tid: trace_from_row(r) for tid, r in rows.items()}
+        # the whole rows carry hash and embedding flag; ask for them only of the rest
+        states: dict[UUID, tuple[str | None, bool]] = (
+            {tid: (stored, has) for tid, (_row, stored, has) in full.items()}
+            if len(again) == len(wanted)
+            else store.trace_states([tid for tid, _h in wanted])
+        )
         for tid, want in wanted:
             result.traces["checked"] += 1
             state = states.get(tid)
@@ -210,8 +216,7 @@ def _verify_traces(
                 result.note("trace_missing", str(tid))
                 continue
             stored, has_embedding = state
-            got = full.get(tid)
-            back = trace_from_row(got)[0] if got is not None else None
+            back = full[tid][0] if tid in full else None
             if stored != want or (back is not None and trace_hash(back, model) != want):
                 result.traces["mismatched"] += 1
                 result.note("trace_mismatched", str(tid))
