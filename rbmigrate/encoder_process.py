@@ -38,7 +38,9 @@ class EncoderProcess:
         self.name = name
         self.device = device
         self.batch_size = batch_size
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one request and its answer at a time
+        self._write_lock = threading.Lock()  # one frame at a time on the child's stdin
+        self._busy = False  # other work needs a core (share_cores)
         self._dimension: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
@@ -57,6 +59,9 @@ class EncoderProcess:
                 stderr=self._stderr,
                 start_new_session=True,
             )
+            with self._write_lock:
+                if self._busy:
+                    self._send_cores()
         return self._proc
 
     def _receive(self) -> tuple[bytes, bytes]:
@@ -118,7 +123,9 @@ class EncoderProcess:
             assert self._proc is not None and self._proc.stdin is not None
             try:
                 # ensure_ascii keeps lone surrogates as escapes, so any str survives the trip
-                write_frame(self._proc.stdin, b"T", json.dumps(texts).encode("ascii"))
+                payload = json.dumps(texts).encode("ascii")
+                with self._write_lock:
+                    write_frame(self._proc.stdin, b"T", payload)
             except OSError:
                 raise self._died() from None
             kind, payload = self._receive()
@@ -131,6 +138,19 @@ class EncoderProcess:
 
     def check_dimension(self, expected: int, what: str) -> None:
         check_dimension(self, expected, what)
+
+    def share_cores(self, busy: bool) -> None:
+        """Embedder.share_cores says why. Does not wait for an encode() under way: the child
+        reads its frames in order, so this takes effect from the next encode() call."""
+        with self._write_lock:
+            self._busy = busy
+            if self._proc is not None:  # else _start() sends it
+                self._send_cores()
+
+    def _send_cores(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        with contextlib.suppress(OSError):  # the child is gone: encode() says why
+            write_frame(self._proc.stdin, b"C", b"1" if self._busy else b"0")
 
     def alive(self) -> bool:
         """Not started yet counts as alive: it will start when asked."""

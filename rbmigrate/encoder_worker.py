@@ -1,7 +1,8 @@
 """The child side of encoder_process: `python -m rbmigrate.encoder_worker MODEL DEVICE BATCH`.
 
 Loads the model, answers R{dimension}, then for each T[texts] frame answers the float32
-vectors (or E{message}); exits when its stdin ends.
+vectors (or E{message}); a C frame (b"1" busy, b"0" idle) sets how many cores it may use and
+gets no answer. Exits when its stdin ends.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def serve(name: str, device: str, batch_size: int) -> int:
         frame = read_frame(inp)
         if frame is None:
             return 0
+        if frame[0] == b"C":
+            embedder.share_cores(frame[1] == b"1")
+            continue
         try:
             vectors = embedder.encode(json.loads(frame[1]))
         except Exception as exc:

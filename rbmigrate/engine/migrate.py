@@ -207,7 +207,9 @@ class Migration:
             self.fill = None
         if self.fill is not None:
             # torch and an HNSW build on the same two cores slow each other more than they
-            # gain: fill the task embeddings first, then build every deferred index
+            # gain: fill the task embeddings first (with every core: the writes are done),
+            # then build every deferred index
+            self.fill.embedder.share_cores(False)
             self.fill.start_updating()
             self.set_run(phase="embed")
             with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
@@ -276,7 +278,9 @@ class Migration:
             self.unembedded = store.traces_without_embedding()
             return
         assert isinstance(store, PostgresStore) and self.direct is not None
-        # the encoder checks the model's dimension once loaded; the write loop polls for it
+        # the encoder checks the model's dimension once loaded; the write loop polls for it.
+        # It leaves the writes a core until they are done.
+        self.embedder.share_cores(True)
         self.fill = TaskEmbeddingFill(
             self.embedder,
             self.session.dimension,
@@ -494,6 +498,7 @@ class Migration:
     def close(self) -> None:
         if self.fill is not None:
             self.fill.stop()
+            self.fill.embedder.share_cores(False)  # the model process outlives the run
         self.rejects.close()
         self.expected.close()
         if self.writer is not None:

@@ -4,14 +4,18 @@ Encoding the trace tasks is the longest part of a migration (all-MiniLM-L6-v2 on
 So it does not sit on the write path: traces are written without their task embedding, an
 encoder thread feeds the tasks that need one (deduplicated by text, shortest first so a
 chunk pads little) to the model's own process from the start of the run, and once the rows
-exist an updater thread fills `task_embedding` chunk by chunk. A trace whose task embedding
-is still NULL is simply picked up again by the next run, so a kill at any moment loses
-nothing.
+exist an updater thread fills `task_embedding` chunk by chunk. Encoded chunks wait in a
+spool file in the run directory, not in memory: the encoder never waits for the writes, and
+memory stays one chunk whatever the store's size. A trace whose task embedding is still NULL
+is simply picked up again by the next run, so a kill at any moment loses nothing.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +34,7 @@ from rbmigrate.errors import TargetConnectionError
 from rbmigrate.target.connection import connect
 
 CHUNK = 2048
-DEPTH = 4
+CALL = 512  # tasks per encode() call: a change of share_cores() waits at most one call
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
 
 
@@ -89,7 +93,10 @@ class TaskEmbeddingFill:
         self.counted = threading.Event()  # `needed` is known
         self.cancel = cancel
         self.stats = FillStats()
-        self.chunks: queue.Queue[Any] = queue.Queue(maxsize=DEPTH)
+        # (offset, size) of each encoded chunk in the spool; None ends
+        self.chunks: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self._spool = tempfile.TemporaryFile(prefix="task-vectors-", dir=index_path.parent)  # noqa: SIM115
+        self._spooled = 0
         self._encoder = threading.Thread(target=self._encode, name="rbmigrate-encoder", daemon=True)
         self._updater = threading.Thread(target=self._update, name="rbmigrate-updater", daemon=True)
         self._stop = threading.Event()
@@ -147,31 +154,37 @@ class TaskEmbeddingFill:
                     break
                 texts = [t for t in dict.fromkeys(task for _i, task in chunk) if t not in cache]
                 began = time.monotonic()
-                vectors: Any = self.embedder.encode(texts) if texts else []
+                vectors: list[Any] = []
+                for at in range(0, len(texts), CALL):
+                    vectors.extend(self.embedder.encode(texts[at : at + CALL]))
                 self.stats.encode_s += time.monotonic() - began
                 self.stats.encoded += len(texts)
                 fresh = dict(zip(texts, vectors, strict=True))
                 item = [(tid, task, fresh.get(task, cache.get(task))) for tid, task in chunk]
                 cache = fresh  # equal tasks are adjacent; memory stays one chunk
-                while not self._stop.is_set():
-                    try:
-                        self.chunks.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                self.chunks.put(self._to_spool(item))
         except BaseException as exc:
             self.stats.errors.append(exc)
         finally:
             index.close()
-            self._put_end()
+            self.chunks.put(None)
 
-    def _put_end(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.chunks.put(None, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def _to_spool(self, item: list[tuple[UUID, str, Any]]) -> tuple[int, int]:
+        """Our own bytes read back by our own process: pickle is safe here."""
+        blob = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        at = self._spooled
+        done = 0
+        while done < len(blob):  # pwrite may write less than asked
+            done += os.pwrite(self._spool.fileno(), blob[done:], at + done)
+        self._spooled += len(blob)
+        return at, len(blob)
+
+    def _from_spool(self, at: int, size: int) -> list[tuple[UUID, str, Any]]:
+        blob = os.pread(self._spool.fileno(), size, at)
+        if len(blob) != size:
+            raise OSError(f"the task-vector spool ended early ({len(blob)} of {size} bytes)")
+        item: list[tuple[UUID, str, Any]] = pickle.loads(blob)
+        return item
 
     # --- updater ---------------------------------------------------------------------------
     def start_updating(self) -> None:
@@ -190,7 +203,7 @@ class TaskEmbeddingFill:
                     continue
                 if item is None:
                     return
-                conn = self._apply(conn, item)
+                conn = self._apply(conn, self._from_spool(*item))
         except BaseException as exc:
             self.stats.errors.append(exc)
         finally:
@@ -242,6 +255,7 @@ class TaskEmbeddingFill:
             self._encoder.join()
         if self._updater.ident is not None:
             self._updater.join()
+        self._spool.close()
         if self.stats.errors:
             raise self.stats.errors[0]
         return self.stats
@@ -251,3 +265,4 @@ class TaskEmbeddingFill:
         for thread in (self._encoder, self._updater):
             if thread.ident is not None:
                 thread.join(30)
+        self._spool.close()
