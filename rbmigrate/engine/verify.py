@@ -141,13 +141,16 @@ def run_verify(
             )
             for page in pages:
                 ctx.checkpoint()
-                stored_rows = store.fetch_memory_hashes(coll.name, [e[0] for e in page])
-                wanted = [
-                    sid
-                    for sid, (rid, _h, _w) in stored_rows.items()
-                    if content_ids is None or rid in content_ids
-                ]
-                full = store.fetch_memories(coll.name, wanted) if wanted else {}
+                ids = [e[0] for e in page]
+                if content_ids is None:  # every row is read whole: it carries its hash
+                    full = store.fetch_memories(coll.name, ids)
+                    stored_rows = {sid: (r[0], r[16], r[12]) for sid, r in full.items()}
+                else:
+                    stored_rows = store.fetch_memory_hashes(coll.name, ids)
+                    wanted = [
+                        sid for sid, (rid, _h, _w) in stored_rows.items() if rid in content_ids
+                    ]
+                    full = store.fetch_memories(coll.name, wanted) if wanted else {}
                 for source_id, want, workspace, row in page:
                     result.checked += 1
                     result.expected[(coll.name, workspace)] += 1
