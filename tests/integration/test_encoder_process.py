@@ -18,9 +18,12 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def test_vectors_equal_the_in_process_model() -> None:
+    """Also with one core left to the writes (share_cores, sent before the child even
+    exists), and with all of them again."""
     texts = ["fix the flaky build", "résumé ünïcode \ufffd", "x" * 3000]
     encoder = EncoderProcess(MODEL)
     try:
+        encoder.share_cores(True)
         encoder.start()  # spawns without waiting for the model: the run scans meanwhile
         assert encoder._proc is not None and encoder._dimension is None
         pid = encoder._proc.pid
@@ -29,7 +32,10 @@ def test_vectors_equal_the_in_process_model() -> None:
         assert encoder.dimension == 384
         got = encoder.encode(texts)
         assert got.shape == (3, 384) and got.dtype == np.float32
-        np.testing.assert_allclose(got, Embedder(MODEL).encode(texts), atol=1e-6)
+        in_process = Embedder(MODEL).encode(texts)
+        np.testing.assert_allclose(got, in_process, atol=1e-6)
+        encoder.share_cores(False)
+        np.testing.assert_allclose(encoder.encode(texts), in_process, atol=1e-6)
         assert encoder.encode([]).shape == (0, 384)
     finally:
         encoder.close()

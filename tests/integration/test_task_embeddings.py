@@ -80,22 +80,6 @@ def test_the_encoder_does_not_wait_for_the_writes(
         np.testing.assert_allclose(again[tid], vec, atol=1e-6)
 
 
-def test_sharing_cores_leaves_the_vectors_alone() -> None:
-    """A setting sent before the child starts is not lost, and the vectors are the same on
-    one thread as on all."""
-    texts = ["fix the flaky build", "résumé ünïcode", "x " * 200]
-    encoder = EncoderProcess(MODEL)
-    try:
-        encoder.share_cores(True)  # before the child exists: sent when it starts
-        busy = encoder.encode(texts)
-        encoder.share_cores(False)
-        idle = encoder.encode(texts)
-    finally:
-        encoder.close()
-    np.testing.assert_allclose(busy, idle, atol=1e-6)
-    np.testing.assert_allclose(idle, Embedder(MODEL).encode(texts), atol=1e-6)
-
-
 def test_busy_leaves_one_core_to_the_writes() -> None:
     import torch
 
