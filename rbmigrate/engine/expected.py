@@ -20,6 +20,7 @@ COMMIT_ROWS = 10_000
 
 class ExpectedRows:
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=WAL")
         # no fsync per batch: a killed process loses nothing (the OS has the pages), and after

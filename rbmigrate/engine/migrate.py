@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from rbmigrate.embeddings import TextEncoder
+from rbmigrate.engine.beside import Beside
 from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.producer import (
     END,
@@ -57,6 +58,7 @@ class AfterWrite:
     deleted: int | None = None
     built: list[str] = field(default_factory=list)
     tasks_encoded: int = 0
+    beside: Any = None  # what `beside` returned; None if it did not run or failed
 
 
 @dataclass
@@ -187,9 +189,12 @@ class Migration:
         assert self.writer is not None
         self.writer.set_run(self.run_id, **fields)
 
-    def after_write(self, fp: str, *, with_deletes: bool) -> AfterWrite:
-        """Link late parents, delete what the source lost (if asked), fill task embeddings
-        while the memory indexes build, then build the trace index."""
+    def after_write(
+        self, fp: str, *, with_deletes: bool, beside: Callable[[], Any] | None = None
+    ) -> AfterWrite:
+        """Link late parents, delete what the source lost (if asked), fill the task
+        embeddings (with `beside` in a low-priority thread meanwhile), then build the
+        deferred indexes."""
         names = [c.name for c in self.session.selected]
         out = AfterWrite()
         out.parents_missing = self.resilient(fp, lambda: self._writer().resolve_parents(names))
@@ -212,16 +217,30 @@ class Migration:
             self.fill.embedder.share_cores(False)
             self.fill.start_updating()
             self.set_run(phase="embed")
-            with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
-                while self.fill.running():
-                    self.ctx.checkpoint()
-                    self.ctx.progress(
-                        "embed", self.fill.stats.updated, self.fill.stats.needed, "tasks"
-                    )
-                    time.sleep(0.2)
-                stats = self.fill.join()
-                counter[0] = stats.updated
-                out.tasks_encoded = stats.encoded
+            helper = Beside(beside, "rbmigrate-beside-embed") if beside is not None else None
+            try:
+                with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
+                    while self.fill.running():
+                        self.ctx.checkpoint()
+                        self.ctx.progress(
+                            "embed", self.fill.stats.updated, self.fill.stats.needed, "tasks"
+                        )
+                        time.sleep(0.2)
+                    stats = self.fill.join()
+                    counter[0] = stats.updated
+                    out.tasks_encoded = stats.encoded
+            finally:
+                if helper is not None:
+                    out.beside = helper.join()
+                    if isinstance(helper.error, Interrupted):
+                        self.ctx.checkpoint()  # the stop that interrupted it
+                    elif helper.error is not None:
+                        self.ctx.log(
+                            "info",
+                            f"checking the memories beside the encoder failed ({helper.error});"
+                            " they are checked after it instead",
+                            code="verify_beside_failed",
+                        )
         out.built += self._build(fp, None)
         return out
 
@@ -491,6 +510,12 @@ class Migration:
         if not any(t.unchanged for t in self.tallies.values()):
             return None
         return self._writer().written_ids(self.run_id, table)
+
+    def expected_complete(self) -> bool:
+        """The run's own reading covers every accepted record: verify may use it as the
+        source side (a killed run may have lost its uncommitted tail)."""
+        self.expected.commit()
+        return self.expected.count() == self.accepted()
 
     def accepted(self) -> int:
         return sum(t.inserted + t.updated + t.unchanged for t in self.tallies.values())

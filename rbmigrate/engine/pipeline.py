@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rbmigrate import __version__
 from rbmigrate.engine.context import RunContext, private_file
@@ -35,6 +36,9 @@ from rbmigrate.errors import (
 )
 from rbmigrate.target.schema import SchemaStatus, apply_schema, incompatible_error, render_schema
 from rbmigrate.target.transport import Transport
+
+if TYPE_CHECKING:
+    from rbmigrate.engine.verify import VerifyResult
 
 
 @dataclass
@@ -311,11 +315,19 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 migration.run(fp)
                 counter[0] = sum(t.records for t in migration.tallies.values())
             after = migration.after_write(
-                fp, with_deletes=cfg.migration.delete_missing and records is None
+                fp,
+                with_deletes=cfg.migration.delete_missing and records is None,
+                beside=None if opts.deep else verify_memories_beside(migration, transport),
             )
         except Interrupted:
             _mark(transport, ctx.run_id, "interrupted")
             raise
+        if after.beside is not None:
+            ctx.log(
+                "info",
+                f"verified {after.beside.checked:,} memories while the task encoder ran",
+                code="verify_beside",
+            )
         if after.deleted is not None:
             report["counts"]["deleted"] = after.deleted
         rejected = fill_counts(report, session, migration, after.parents_missing)
@@ -324,8 +336,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
             ctx.log("info", "nothing to write: the target already holds every record", code="no_op")
         migration.resilient(fp, lambda: migration.set_run(phase="verify", counts=report["counts"]))
-        # the run's own reading is the source side when it covers every accepted record
-        cache = migration.expected if migration.expected.count() == migration.accepted() else None
+        cache = migration.expected if migration.expected_complete() else None
         verify = migration.resilient(
             fp,
             lambda: run_verify(
@@ -338,6 +349,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 trace_content_ids=(
                     None if opts.deep else migration.written_ids("reasoning_traces")
                 ),
+                memories=after.beside,
             ),
         )
         report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
@@ -366,6 +378,41 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 report["rejects_copy"] = opts.rejects_path
             migration.close()
         session.close()
+
+
+def verify_memories_beside(
+    migration: Migration, transport: Transport
+) -> Callable[[], VerifyResult] | None:
+    """The memory half of the closing verify, to run while the task encoder works (nothing
+    changes a memory row after the writes), with a connection and a reading of the expected
+    rows of its own. None when this run's reading does not cover every accepted record."""
+    from rbmigrate.engine.expected import ExpectedRows
+    from rbmigrate.engine.verify import VerifyResult, verify_memories
+
+    if not migration.expected_complete():
+        return None
+    content_ids = migration.written_ids()  # on this thread: the writer's connection
+
+    def work() -> VerifyResult:
+        store = transport.open_store()
+        expected = ExpectedRows(migration.expected.path)
+        try:
+            result = VerifyResult(source="this run's reading of the snapshot")
+            verify_memories(
+                migration.session,
+                store,
+                result,
+                reembed=migration.cfg.migration.reembed_missing,
+                expected=expected,
+                content_ids=content_ids,
+                progress=False,
+            )
+            return result
+        finally:
+            expected.close()
+            store.close()
+
+    return work
 
 
 def _verdict(ctx: RunContext, report: dict[str, Any], verify: Any, rejected: int) -> ExitCode:

@@ -12,6 +12,7 @@ which also compares every vector element by element).
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -94,13 +95,16 @@ class VerifyResult:
         }
 
 
-def _fresh(session: Session, coll: Any, reembed: bool) -> Iterator[list[Expected]]:
+def _fresh(
+    session: Session, coll: Any, reembed: bool, progress: bool = True
+) -> Iterator[list[Expected]]:
     cfg = session.ctx.cfg
     rules = session.rules(coll, reembed=reembed)
     for page in session.source.read_ahead(coll, after=0, page_size=cfg.migration.batch_size):
         batch = prepare_batch(session, coll, rules, page, cfg.embedding.model)
         yield [(r.source_id, r.source_hash, r.workspace_id, r) for r in batch.rows]
-        session.ctx.progress("verify", 0, None)  # keeps a UI alive on huge pages
+        if progress:
+            session.ctx.progress("verify", 0, None)  # keeps a UI alive on huge pages
 
 
 def _cached(expected: ExpectedRows, coll: Any, size: int) -> Iterator[list[Expected]]:
@@ -117,75 +121,107 @@ def run_verify(
     expected: ExpectedRows | None = None,
     content_ids: set[Any] | None = None,
     trace_content_ids: set[UUID] | None = None,
+    memories: VerifyResult | None = None,
 ) -> VerifyResult:
     """`content_ids` / `trace_content_ids`: memory / trace rows whose content is hashed again
     (None: every row); the others are checked by their stored hash (the verify closing a
-    run re-hashes what the run wrote)."""
+    run re-hashes what the run wrote). `memories`: the memory half, already checked (by
+    verify_memories, while the task encoder ran); only the traces are left."""
     ctx = session.ctx
-    cfg = ctx.cfg
-    model = cfg.embedding.model
     use_cache = expected is not None and not deep
-    result = VerifyResult(
-        deep=deep, source="this run's reading of the snapshot" if use_cache else "snapshot"
+    result = (
+        copy.deepcopy(memories)
+        if memories
+        else VerifyResult(
+            deep=deep, source="this run's reading of the snapshot" if use_cache else "snapshot"
+        )
     )
     if not use_cache:
         session.scan()
     total = sum(c.count for c in session.selected)
     with ctx.phase("verify", total=total) as counter:
-        for coll in session.selected:
-            seen = 0
-            pages = (
-                _cached(expected, coll, cfg.migration.batch_size)
-                if use_cache and expected
-                else _fresh(session, coll, reembed)
+        if memories is None:
+            verify_memories(
+                session,
+                store,
+                result,
+                reembed=reembed,
+                expected=expected if use_cache else None,
+                content_ids=content_ids,
             )
-            for page in pages:
-                ctx.checkpoint()
-                ids = [e[0] for e in page]
-                if content_ids is None:  # every row is read whole: it carries its hash
-                    full = store.fetch_memories(coll.name, ids)
-                    stored_rows = {sid: (r[0], r[16], r[12]) for sid, r in full.items()}
-                else:
-                    stored_rows = store.fetch_memory_hashes(coll.name, ids)
-                    wanted = [
-                        sid for sid, (rid, _h, _w) in stored_rows.items() if rid in content_ids
-                    ]
-                    full = store.fetch_memories(coll.name, wanted) if wanted else {}
-                for source_id, want, workspace, row in page:
-                    result.checked += 1
-                    result.expected[(coll.name, workspace)] += 1
-                    light = stored_rows.get(source_id)
-                    if light is None:
-                        result.missing += 1
-                        result.note("missing", f"{coll.name}/{source_id}")
-                        continue
-                    seen += 1
-                    _rid, stored, target_ws = light
-                    result.found[(coll.name, target_ws)] += 1
-                    got = full.get(source_id)
-                    back = memory_from_row(got)[0] if got is not None else None
-                    if stored != want or (back is not None and memory_hash(back, model) != want):
-                        result.mismatched += 1
-                        result.note("mismatched", f"{coll.name}/{source_id}")
-                    if (
-                        deep
-                        and row is not None
-                        and row.embedding is not None
-                        and not row.needs_embedding
-                    ):
-                        result.vectors_compared += 1
-                        if (
-                            back is None
-                            or back.embedding is None
-                            or not np.array_equal(back.embedding, row.embedding)
-                        ):
-                            result.vector_mismatches += 1
-                            result.note("vector_mismatch", f"{coll.name}/{source_id}")
-                ctx.progress("verify", result.checked, total)
-            result.extra += max(0, store.count_memories(coll.name) - seen)
-        _verify_traces(session, store, model, result, trace_content_ids)
+        _verify_traces(session, store, ctx.cfg.embedding.model, result, trace_content_ids)
         counter[0] = result.checked
     return result
+
+
+def verify_memories(
+    session: Session,
+    store: TargetStore,
+    result: VerifyResult,
+    *,
+    reembed: bool = True,
+    expected: ExpectedRows | None = None,
+    content_ids: set[Any] | None = None,
+    progress: bool = True,
+) -> None:
+    """Every accepted memory against its target row (from `expected`, this run's reading,
+    or from a fresh pass over the snapshot); `progress=False` when it runs beside another
+    phase."""
+    ctx = session.ctx
+    cfg = ctx.cfg
+    model = cfg.embedding.model
+    deep = result.deep
+    total = sum(c.count for c in session.selected)
+    for coll in session.selected:
+        seen = 0
+        pages = (
+            _cached(expected, coll, cfg.migration.batch_size)
+            if expected is not None
+            else _fresh(session, coll, reembed, progress)
+        )
+        for page in pages:
+            ctx.checkpoint()
+            ids = [e[0] for e in page]
+            if content_ids is None:  # every row is read whole: it carries its hash
+                full = store.fetch_memories(coll.name, ids)
+                stored_rows = {sid: (r[0], r[16], r[12]) for sid, r in full.items()}
+            else:
+                stored_rows = store.fetch_memory_hashes(coll.name, ids)
+                wanted = [sid for sid, (rid, _h, _w) in stored_rows.items() if rid in content_ids]
+                full = store.fetch_memories(coll.name, wanted) if wanted else {}
+            for source_id, want, workspace, row in page:
+                result.checked += 1
+                result.expected[(coll.name, workspace)] += 1
+                light = stored_rows.get(source_id)
+                if light is None:
+                    result.missing += 1
+                    result.note("missing", f"{coll.name}/{source_id}")
+                    continue
+                seen += 1
+                _rid, stored, target_ws = light
+                result.found[(coll.name, target_ws)] += 1
+                got = full.get(source_id)
+                back = memory_from_row(got)[0] if got is not None else None
+                if stored != want or (back is not None and memory_hash(back, model) != want):
+                    result.mismatched += 1
+                    result.note("mismatched", f"{coll.name}/{source_id}")
+                if (
+                    deep
+                    and row is not None
+                    and row.embedding is not None
+                    and not row.needs_embedding
+                ):
+                    result.vectors_compared += 1
+                    if (
+                        back is None
+                        or back.embedding is None
+                        or not np.array_equal(back.embedding, row.embedding)
+                    ):
+                        result.vector_mismatches += 1
+                        result.note("vector_mismatch", f"{coll.name}/{source_id}")
+            if progress:
+                ctx.progress("verify", result.checked, total)
+        result.extra += max(0, store.count_memories(coll.name) - seen)
 
 
 def _verify_traces(

@@ -85,6 +85,13 @@ def test_every_rule_lands_as_specified(cases_store, target, data_dir):
     report = res.json()
     assert_reconciles(report)
     assert report["verify"]["ok"] and report["verify"]["checked"] == report["counts"]["inserted"]
+    # directly, the memory half of verify runs while the task encoder works
+    beside = [m["text"] for m in report["messages"] if "while the task encoder ran" in m["text"]]
+    assert beside == (
+        []
+        if target.rest
+        else [f"verified {report['counts']['inserted']} memories while the task encoder ran"]
+    )
     assert report["rejects_by_code"] == {
         "invalid_outcome": 1,
         "non_finite_embedding": 1,

@@ -1,0 +1,44 @@
+"""Work run in a low-priority thread beside a phase that leaves the cores partly idle.
+
+While the trace tasks encode, the model process keeps about 1.75 of two cores busy (its
+tokenizing and glue run on one thread). Work that can run then, at a lower priority, takes
+those gaps rather than time from the encoder: on Linux the thread's nice value is raised
+(the others stay as they are; elsewhere it runs at normal priority).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+NICENESS = 10  # added to the process's own
+
+
+class Beside(Generic[T]):
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        if sys.platform == "linux":  # a thread id is a task id only there
+            tid = threading.get_native_id()
+            with contextlib.suppress(OSError):
+                os.setpriority(
+                    os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICENESS)
+                )
+        try:
+            self.result = work()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self) -> T | None:
+        """The result, or None if the work failed (`error` says why)."""
+        self._thread.join()
+        return self.result
