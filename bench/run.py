@@ -563,12 +563,16 @@ def why_lines(r: dict[str, Any], serial: float) -> list[str]:
         "Where the time beyond the parts goes (2 cores): encoding the tasks alone keeps both "
         "cores busy (two torch threads encode 1.75× as fast as one), so the work beside it "
         "takes cores away from it instead of hiding under it, and the end-to-end time pays "
-        f"the sum of the CPU work. Besides the {p['encode']:.0f} s the encoding takes alone, "
+        "about the sum of the CPU work. During the writes the encoder runs one torch thread "
+        "(two beside a busy writer are slower than one), and the memory half of the closing "
+        "verify runs niced while the encoder has both cores, in the gaps its tokenizing "
+        f"leaves. Besides the {p['encode']:.0f} s the encoding takes alone, "
         f"the run spends {beside:.0f} s, where reading, COPY and the HNSW builds alone take "
-        f"{serial - p['encode']:.0f} s. The rest is normalizing and hashing every record, "
+        f"{serial - p['encode']:.0f} s. The rest is the snapshot and the scan for traces "
+        "before the encoder can start, normalizing and hashing every record and "
         "merging each batch with its rollback log and checkpoint (write phase "
-        f"{t.get('write', 0):.0f} s, while the encoder runs beside it), and the closing verify "
-        f"that reads every row back and hashes it again ({t.get('verify', 0):.0f} s).",
+        f"{t.get('write', 0):.0f} s, while the encoder runs beside it on one thread), and the "
+        f"trace half of the verify after the task embeddings are in ({t.get('verify', 0):.0f} s).",
         "",
         f"The no-op re-run ({noop:.0f} s) must read every record with its vector and hash it "
         "to prove that nothing changed: reading the SQLite metadata (about 20 rows per "
