@@ -214,35 +214,42 @@ class Migration:
             # torch and an HNSW build on the same two cores slow each other more than they
             # gain: fill the task embeddings first (with every core: the writes are done),
             # then build every deferred index
-            self.fill.embedder.share_cores(False)
-            self.fill.start_updating()
-            self.set_run(phase="embed")
             helper = Beside(beside, "rbmigrate-beside-embed") if beside is not None else None
             try:
-                with self.ctx.phase("embed", total=self.fill.stats.needed, unit="tasks") as counter:
-                    while self.fill.running():
-                        self.ctx.checkpoint()
-                        self.ctx.progress(
-                            "embed", self.fill.stats.updated, self.fill.stats.needed, "tasks"
-                        )
-                        time.sleep(0.2)
-                    stats = self.fill.join()
-                    counter[0] = stats.updated
-                    out.tasks_encoded = stats.encoded
+                out.tasks_encoded = self._embed(self.fill)
             finally:
                 if helper is not None:
-                    out.beside = helper.join()
-                    if isinstance(helper.error, Interrupted):
-                        self.ctx.checkpoint()  # the stop that interrupted it
-                    elif helper.error is not None:
-                        self.ctx.log(
-                            "info",
-                            f"checking the memories beside the encoder failed ({helper.error});"
-                            " they are checked after it instead",
-                            code="verify_beside_failed",
-                        )
+                    out.beside = self._join_beside(helper)
         out.built += self._build(fp, None)
         return out
+
+    def _embed(self, fill: TaskEmbeddingFill) -> int:
+        """The embed phase: the encoder takes every core, the updater fills the rows."""
+        fill.embedder.share_cores(False)
+        fill.start_updating()
+        self.set_run(phase="embed")
+        with self.ctx.phase("embed", total=fill.stats.needed, unit="tasks") as counter:
+            while fill.running():
+                self.ctx.checkpoint()
+                self.ctx.progress("embed", fill.stats.updated, fill.stats.needed, "tasks")
+                time.sleep(0.2)
+            stats = fill.join()
+            counter[0] = stats.updated
+        return stats.encoded
+
+    def _join_beside(self, helper: Beside[Any]) -> Any:
+        """What the work beside the embed phase returned; None (logged) if it failed."""
+        result = helper.join()
+        if isinstance(helper.error, Interrupted):
+            self.ctx.checkpoint()  # the stop that interrupted it
+        elif helper.error is not None:
+            self.ctx.log(
+                "info",
+                f"checking the memories beside the encoder failed ({helper.error});"
+                " they are checked after it instead",
+                code="verify_beside_failed",
+            )
+        return result
 
     def _writer(self) -> TargetWriter:
         assert self.writer is not None
@@ -285,7 +292,6 @@ class Migration:
         """Direct: begin encoding the trace tasks that need an embedding, before anything is
         written (filled after the writes). REST: note the target traces that lack one (the
         producer encodes tasks inline and sends those traces again)."""
-        from rbmigrate.engine.task_embeddings import TaskEmbeddingFill
         from rbmigrate.target.postgres import PostgresStore
         from rbmigrate.target.rest_store import RestStore
 

@@ -387,7 +387,7 @@ def verify_memories_beside(
     changes a memory row after the writes), with a connection and a reading of the expected
     rows of its own. None when this run's reading does not cover every accepted record."""
     from rbmigrate.engine.expected import ExpectedRows
-    from rbmigrate.engine.verify import VerifyResult, verify_memories
+    from rbmigrate.engine.verify import RUN_READING, VerifyResult, verify_memories
 
     if not migration.expected_complete():
         return None
@@ -397,7 +397,7 @@ def verify_memories_beside(
         store = transport.open_store()
         expected = ExpectedRows(migration.expected.path)
         try:
-            result = VerifyResult(source="this run's reading of the snapshot")
+            result = VerifyResult(source=RUN_READING)
             verify_memories(
                 migration.session,
                 store,

@@ -30,6 +30,7 @@ from rbmigrate.target.readback import memory_from_row, trace_from_row
 from rbmigrate.target.transport import TargetStore
 
 SAMPLES = 5
+RUN_READING = "this run's reading of the snapshot"  # the source side of a closing verify
 
 # (source_id, expected hash, workspace, source row when read fresh)
 Expected = tuple[str, str, str | None, MemoryRow | None]
@@ -131,10 +132,8 @@ def run_verify(
     use_cache = expected is not None and not deep
     result = (
         copy.deepcopy(memories)
-        if memories
-        else VerifyResult(
-            deep=deep, source="this run's reading of the snapshot" if use_cache else "snapshot"
-        )
+        if memories is not None
+        else VerifyResult(deep=deep, source=RUN_READING if use_cache else "snapshot")
     )
     if not use_cache:
         session.scan()
