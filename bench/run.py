@@ -471,6 +471,18 @@ def main() -> int:
         "timings": rep["timings_s"] if rep else {},
         "counts": rep["counts"] if rep else {},
     }
+    print("    no-op re-run that reads every record (the earlier run's reading removed) …")
+    if rep:
+        (Path(rep["run_dir"]) / "unchanged.json").unlink(missing_ok=True)
+    sec, rss, rep, rc, main_rss = sh_rbmigrate(
+        ["--headless", "--chroma-path", str(store), "--db-url", target], work
+    )
+    results["noop_read"] = {
+        "seconds": sec,
+        "rc": rc,
+        "timings": rep["timings_s"] if rep else {},
+        "counts": rep["counts"] if rep else {},
+    }
 
     print("    parity: sampled queries on both sides …")
     results["parity"] = {}
@@ -574,11 +586,17 @@ def why_lines(r: dict[str, Any], serial: float) -> list[str]:
         f"{t.get('write', 0):.0f} s, while the encoder runs beside it on one thread), and the "
         f"trace half of the verify after the task embeddings are in ({t.get('verify', 0):.0f} s).",
         "",
-        f"The no-op re-run ({noop:.0f} s) must read every record with its vector and hash it "
-        "to prove that nothing changed: reading the SQLite metadata (about 20 rows per "
-        "record), normalizing and hashing are its write phase "
-        f"({r['noop']['timings'].get('write', 0):.0f} s), on one core because it is Python; "
-        "the snapshot, the scan for traces and a verify by stored hash are the rest.",
+        f"The no-op re-run ({noop:.1f} s) finds the snapshot byte-identical to the one the "
+        "full run read (SHA-256 of every file, taken while copying) with the same settings, "
+        "so it checks the target hash by hash against that run's reading of it (verify "
+        f"{r['noop']['timings'].get('verify', 0):.1f} s, snapshot "
+        f"{r['noop']['timings'].get('snapshot', 0):.1f} s) instead of reading every record. "
+        f"Without that reading, a no-op re-run takes {r['noop_read']['seconds']:.1f} s "
+        f"(re-run / full = {r['noop_read']['seconds'] / full:.2f}): reading the SQLite "
+        "metadata (about 20 rows per record), normalizing and hashing every record is its "
+        f"write phase ({r['noop_read']['timings'].get('write', 0):.0f} s), on one core "
+        "because it is Python; the snapshot, the scan for traces and a verify by stored hash "
+        "are the rest.",
     ]
 
 
@@ -609,7 +627,8 @@ def write_results(r: dict[str, Any], out: Path) -> None:
         f"| — encoding {p['tasks']:,} distinct tasks (mean of {p.get('encode_before', p['encode']):.1f} s just before the end-to-end run and {p.get('encode_after', p['encode']):.1f} s just after) | {p['encode']:.1f} | |",
         f"| for reference: the same read with chromadb `get(limit, offset)` | {p['read_chromadb_get']:.1f} | |",
         f"| the upstream way (one embed + one INSERT per item, indexed tables), extrapolated from {r['upstream']['sample_records']} records | {r['upstream']['extrapolated_seconds']:.0f} | upstream / rbmigrate = **{r['upstream']['extrapolated_seconds'] / full:.1f}×** (target ≥ 5) |",
-        f"| no-op re-run | {r['noop']['seconds']:.1f} | re-run / full = **{r['noop']['seconds'] / full:.2f}** (target ≤ 0.10) |",
+        f"| no-op re-run (unchanged source: the target checked against the full run's reading) | {r['noop']['seconds']:.1f} | re-run / full = **{r['noop']['seconds'] / full:.2f}** (target ≤ 0.10) |",
+        f"| no-op re-run that reads every record (that reading removed) | {r['noop_read']['seconds']:.1f} | {r['noop_read']['seconds'] / full:.2f} |",
         f"| plan (dry run) | {r['plan']['seconds']:.1f} | |",
         "",
         f"End-to-end phases (s): {json.dumps({k: round(v, 1) for k, v in r['full']['timings'].items()})}",

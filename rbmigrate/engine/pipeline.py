@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from rbmigrate import __version__
 from rbmigrate.engine.context import RunContext, private_file
-from rbmigrate.engine.migrate import Migration
+from rbmigrate.engine.migrate import Migration, Tally
 from rbmigrate.engine.report import set_warnings
 from rbmigrate.engine.session import Session
 from rbmigrate.errors import (
@@ -126,13 +126,17 @@ def refuse_problems(session: Session) -> None:
 
 
 def fill_counts(
-    report: dict[str, Any], session: Session, migration: Migration, parents_missing: int
+    report: dict[str, Any],
+    session: Session,
+    tallies: dict[str, Tally],
+    read_counts: Counter[str],
+    parents_missing: int,
 ) -> int:
     """The report's counts from the run's tallies; returns the number of rejects."""
     totals: Counter[str] = Counter()
     warnings: Counter[str] = Counter(session.trace_warnings)
     rejects: Counter[str] = Counter()
-    for tally in migration.tallies.values():
+    for tally in tallies.values():
         for key in (
             "records",
             "inserted",
@@ -165,7 +169,7 @@ def fill_counts(
     set_warnings(report, warnings)
     if session.source.kind == "http":  # no snapshot: reconcile with the counts taken at the start
         for coll in session.selected:
-            read = migration.read_counts.get(coll.name, 0)
+            read = read_counts.get(coll.name, 0)
             if read and read != coll.count:
                 session.ctx.log(
                     "warning",
@@ -176,11 +180,13 @@ def fill_counts(
     return totals["rejected"]
 
 
-def plan_from_run(session: Session, migration: Migration, report: dict[str, Any]) -> dict[str, Any]:
+def plan_from_run(
+    session: Session, tallies: dict[str, Tally], report: dict[str, Any]
+) -> dict[str, Any]:
     """The pipeline's plan section: what the merge found for every record."""
     rows = []
     for coll in session.selected:
-        t = migration.tallies.get(coll.name)
+        t = tallies.get(coll.name)
         if t is not None:
             rows.append(
                 {
@@ -217,7 +223,16 @@ def plan_from_run(session: Session, migration: Migration, report: dict[str, Any]
     }
 
 
-def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Transport, str, bool]:
+@dataclass
+class Opened:
+    session: Session
+    transport: Transport
+    fingerprint: str
+    resumed: bool
+    previous: tuple[str, str] | None  # the latest earlier run (id, status), when a new run
+
+
+def _open(ctx: RunContext, opts: MigrateOptions) -> Opened:
     """Connect, choose the run (resume or new), snapshot and scan."""
     from rbmigrate.engine.runs import choose_run, fingerprint
     from rbmigrate.engine.session import retry_logger
@@ -234,6 +249,7 @@ def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Transport, st
             raise
     fp = fingerprint(cfg)
     resumed = False
+    previous = None
     try:
         if opts.retry_rejects is None:
             choice = choose_run(store, fp, opts.resume)
@@ -241,17 +257,20 @@ def _open(ctx: RunContext, opts: MigrateOptions) -> tuple[Session, Transport, st
                 ctx.log("info", choice.message, code="resume")
             if choice.run_id:
                 ctx.adopt(choice.run_id)
-            resumed = choice.resumed
+            resumed, previous = choice.resumed, choice.previous
     except BaseException:
         store.close()
         transport.close()
         raise
-    return Session.open(ctx, store=store, transport=transport), transport, fp, resumed
+    session = Session.open(ctx, store=store, transport=transport)
+    return Opened(session, transport, fp, resumed, previous)
 
 
-def _register(
-    ctx: RunContext, report: dict[str, Any], transport: Transport, fp: str, resumed: bool
+def register(
+    ctx: RunContext, report: dict[str, Any], transport: Transport, fp: str, *, defer: bool
 ) -> None:
+    """The run's row in rbmigrate_runs; `defer`: into empty tables, drop the indexes to
+    build after the data (not on a resumed run, whose load already decided)."""
     from rbmigrate.target.indexes import defer_indexes
     from rbmigrate.target.writer import PostgresWriter
 
@@ -268,7 +287,7 @@ def _register(
             __version__,
         )
         # over REST the indexes stay: dropping them needs the owner's rights
-        if isinstance(registrar, PostgresWriter) and not resumed and registrar.is_empty():
+        if isinstance(registrar, PostgresWriter) and defer and registrar.is_empty():
             deferred = defer_indexes(registrar.conn, cfg.target.schema, ctx.run_id)
             if deferred:
                 ctx.log(
@@ -284,11 +303,13 @@ def _register(
 def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) -> ExitCode:
     from rbmigrate.encoder_process import shared_encoder_process
     from rbmigrate.engine.rejects import read_rejects
+    from rbmigrate.engine.unchanged import save_reading, verify_unchanged
     from rbmigrate.engine.verify import run_verify
     from rbmigrate.target.postgres import PostgresStore
 
     cfg = ctx.cfg
-    session, transport, fp, resumed = _open(ctx, opts)
+    opened = _open(ctx, opts)
+    session, transport, fp = opened.session, opened.transport, opened.fingerprint
     report["run_id"], report["run_dir"] = ctx.run_id, str(ctx.run_dir)
     store = session.store
     assert store is not None
@@ -302,13 +323,17 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         if records is not None:
             names = {r.collection for r in records}
             session.selected = [c for c in session.selected if c.name in names]
+        elif not (opened.resumed or opts.deep):
+            code = verify_unchanged(ctx, report, opts, opened)
+            if code is not None:
+                return code
         encoder = shared_encoder_process(cfg)
         if isinstance(store, PostgresStore) and not store.has_task_embeddings():
             # an initial load encodes every task: the model loads while the source is scanned
             encoder.start()
         session.scan()
         migration = Migration(session, transport, ctx.run_id, encoder, records=records)
-        _register(ctx, report, transport, fp, resumed)
+        register(ctx, report, transport, fp, defer=not opened.resumed)
         migration.start_fill()
         try:
             with ctx.phase("write", total=sum(c.count for c in session.selected)) as counter:
@@ -330,7 +355,9 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             )
         if after.deleted is not None:
             report["counts"]["deleted"] = after.deleted
-        rejected = fill_counts(report, session, migration, after.parents_missing)
+        rejected = fill_counts(
+            report, session, migration.tallies, migration.read_counts, after.parents_missing
+        )
         report["counts"]["tasks_encoded"] = after.tasks_encoded
         c = report["counts"]
         if not (c["inserted"] or c["updated"] or c["traces_inserted"] or c["traces_updated"]):
@@ -354,9 +381,9 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         )
         report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
         if opts.with_plan:
-            report["plan"] = plan_from_run(session, migration, report)
+            report["plan"] = plan_from_run(session, migration.tallies, report)
         report["rejects_file"] = str(ctx.run_dir / "rejects.jsonl")
-        code = _verdict(ctx, report, verify, rejected)
+        code = verdict(ctx, report, verify, rejected)
         migration.resilient(
             fp,
             lambda: migration.set_run(
@@ -366,6 +393,8 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 finished=True,
             ),
         )
+        if code == ExitCode.OK and records is None and cache is not None:
+            save_reading(session, migration.tallies, after.parents_missing)
         return code
     except RbmigrateError as exc:
         if not isinstance(exc, Interrupted | RunBusy):  # a busy run is another process's
@@ -415,7 +444,7 @@ def verify_memories_beside(
     return work
 
 
-def _verdict(ctx: RunContext, report: dict[str, Any], verify: Any, rejected: int) -> ExitCode:
+def verdict(ctx: RunContext, report: dict[str, Any], verify: Any, rejected: int) -> ExitCode:
     code = ExitCode.OK
     if not report["verify"]["ok"]:
         code = ExitCode.VERIFY_FAILED

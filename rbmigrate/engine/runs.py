@@ -50,6 +50,7 @@ class RunChoice:
     run_id: str | None  # None: start a new run
     resumed: bool
     message: str
+    previous: tuple[str, str] | None = None  # (run id, status) of the latest run, when new
 
 
 def try_lock(conn: Any, fp: str) -> bool:
@@ -91,6 +92,6 @@ def choose_run(store: TargetStore, fp: str, resume: str | None) -> RunChoice:
         return RunChoice(row[0], True, f"resuming unfinished run {row[0]}")
     if resume == "latest":
         return RunChoice(
-            None, False, "nothing to resume for this source and target; starting a new run"
+            None, False, "nothing to resume for this source and target; starting a new run", row
         )
-    return RunChoice(None, False, "")
+    return RunChoice(None, False, "", row)

@@ -37,6 +37,7 @@ class ChromaSource:
     reader_name: str
     format: ChromaFormat | None = None
     snapshot: Path | None = None
+    digest: str = ""  # of the snapshot's files; empty when there is none
     traces_json: Path | None = None
     server_version: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -140,6 +141,7 @@ def _snapshot(path: Path, dest: Path, control: RunControl | None) -> Snapshot | 
                 "bytes": snap.bytes,
                 "seconds": round(snap.seconds, 3),
                 "format": snap.format.as_dict(),
+                "digest": snap.digest,
             }
         )
     )
@@ -238,6 +240,7 @@ def open_source(
         reader_name=reader_name,
         format=fmt,
         snapshot=dest,
+        digest=snap.digest if snap else _marker_digest(run_dir),
     )
     if discovered is not None:
         src._collections = discovered
@@ -247,6 +250,13 @@ def open_source(
     if legacy.is_file():
         src.traces_json = legacy
     return src
+
+
+def _marker_digest(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / SNAPSHOT_MARKER).read_text()).get("digest", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def _marker_format(run_dir: Path) -> ChromaFormat | None:

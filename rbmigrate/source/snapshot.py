@@ -5,14 +5,19 @@ only a copy: first an SQLite online backup of chroma.sqlite3 through a read-only
 (a consistent copy even while a server writes), then the segment folders. Chroma commits a
 vector segment's position to SQLite only after its files are saved, so backup-first loses
 nothing: the folders are at least as new as the database says.
+
+The copy's digest (SHA-256 over every file, hashed beside the copy) tells a later run that
+the store has not changed since (engine.unchanged): two backups of an unchanged database are
+byte for byte the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,7 @@ class Snapshot:
     format: ChromaFormat
     bytes: int
     seconds: float
+    digest: str = ""
 
 
 def store_size(path: Path) -> int:
@@ -74,6 +80,20 @@ def _quick_check(db: Path) -> str | None:
         snap.close()
 
 
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def combined_digest(root: Path, parts: dict[str, Future[str]]) -> str:
+    """One digest for a folder: each file's relative path, size and SHA-256, in path order."""
+    whole = hashlib.sha256()
+    for rel in sorted(parts):
+        size = (root / rel).stat().st_size
+        whole.update(f"{rel}\0{size}\0{parts[rel].result()}\n".encode())
+    return whole.hexdigest()
+
+
 def take_snapshot(source: Path, dest: Path, control: RunControl | None = None) -> Snapshot:
     """Snapshot `source` into `dest` (which must not exist). Removes `dest` on failure."""
     started = time.monotonic()
@@ -105,9 +125,11 @@ def take_snapshot(source: Path, dest: Path, control: RunControl | None = None) -
             ) from None
         finally:
             src.close()
-        # the copy's quick_check runs while the segment folders are copied (both in C)
-        with ThreadPoolExecutor(1, thread_name_prefix="rbmigrate-check") as pool:
+        # the copy's quick_check and hashing run while the segment folders are copied (in C,
+        # without the GIL)
+        with ThreadPoolExecutor(2, thread_name_prefix="rbmigrate-check") as pool:
             checked = pool.submit(_quick_check, dest / "chroma.sqlite3")
+            parts = {"chroma.sqlite3": pool.submit(file_sha256, dest / "chroma.sqlite3")}
             for item in sorted(source.iterdir()):
                 if control is not None:
                     control.checkpoint()
@@ -117,7 +139,12 @@ def take_snapshot(source: Path, dest: Path, control: RunControl | None = None) -
                     shutil.copytree(item, dest / item.name)
                 elif item.is_file():
                     shutil.copy2(item, dest / item.name)
+            for copied in sorted(dest.rglob("*")):
+                rel = copied.relative_to(dest).as_posix()
+                if rel not in parts and copied.is_file():
+                    parts[rel] = pool.submit(file_sha256, copied)
             problem = checked.result()
+            digest = combined_digest(dest, parts)
         if problem:
             raise SourceError(
                 f"{db} is damaged: SQLite integrity check says {problem!r}.",
@@ -130,4 +157,4 @@ def take_snapshot(source: Path, dest: Path, control: RunControl | None = None) -
     finally:
         if not complete:
             shutil.rmtree(dest, ignore_errors=True)
-    return Snapshot(dest, source, fmt, size, time.monotonic() - started)
+    return Snapshot(dest, source, fmt, size, time.monotonic() - started, digest)

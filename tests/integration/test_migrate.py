@@ -177,25 +177,72 @@ def test_rejects_above_max_rejects_exit_1_but_keep_everything(cases_store, targe
     assert "max_rejects" in res.err
 
 
+def _versions(db_url: str) -> list[tuple]:
+    return rows(
+        db_url,
+        "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
+    )
+
+
 def test_rerun_is_a_noop_and_says_so(cases_store, target, data_dir):
+    """The second run finds the source byte-identical and checks the target against the
+    first run's reading; the third, without that reading, reads every record again. Both
+    rewrite nothing and report what the first found."""
     db_url = target.db_url
     first = migrate(cases_store, target, data_dir, "--max-rejects", "-1").json()
-    before = rows(
-        db_url,
-        "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
-    )
-    res = migrate(cases_store, target, data_dir, "--max-rejects", "-1")
+    before = _versions(db_url)
+    runs = data_dir / "runs"
+    for quick in (True, False):
+        res = migrate(cases_store, target, data_dir, "--max-rejects", "-1")
+        again = res.json()
+        assert res.code == 0, res.err
+        c, f = again["counts"], first["counts"]
+        assert c["inserted"] == c["updated"] == c["traces_inserted"] == c["traces_updated"] == 0
+        assert c["unchanged"] == f["inserted"]
+        assert (c["rejected"], c["skipped"], c["warnings"]) == (
+            f["rejected"],
+            f["skipped"],
+            f["warnings"],
+        )
+        assert again["rejects_by_code"] == first["rejects_by_code"]
+        assert again["verify"]["ok"] and again["verify"]["checked"] == f["inserted"]
+        codes = {m["code"] for m in again["messages"]}
+        assert "no_op" in codes
+        assert ("unchanged_source" in codes) is quick
+        assert ("write" in again["timings_s"]) is not quick
+        rejects = (runs / again["run_id"] / "rejects.jsonl").read_text()
+        assert rejects == (runs / first["run_id"] / "rejects.jsonl").read_text()
+        assert _versions(db_url) == before  # not one row rewritten
+        assert_reconciles(again)
+        (runs / again["run_id"] / "unchanged.json").unlink()  # the next run reads it all
+
+
+@pytest.mark.parametrize("target", ["direct"], indirect=True)  # REST: the no-op test above
+def test_unchanged_source_but_changed_target_migrates(tmp_path, target, data_dir):
+    """The shortcut of an unchanged source trusts nothing of the target: a row deleted or a
+    task embedding lost since is found and written again."""
+    db_url = target.db_url
+    store = _small_store(tmp_path / "s")
+    assert migrate(store, target, data_dir).code == 0
+    rows(db_url, "DELETE FROM memory_items WHERE source_id = %s RETURNING id", uid(5))
+    res = migrate(store, target, data_dir)
+    assert res.code == 0, res.err
     second = res.json()
-    assert second["counts"]["inserted"] == second["counts"]["updated"] == 0
-    assert second["counts"]["traces_inserted"] == second["counts"]["traces_updated"] == 0
-    assert second["counts"]["unchanged"] == first["counts"]["inserted"]
-    assert any(m["code"] == "no_op" for m in second["messages"])
-    after = rows(
+    messages = [m["text"] for m in second["messages"] if m["code"] == "unchanged_source"]
+    assert messages and "1 missing" in messages[0], second["messages"]
+    assert (second["counts"]["inserted"], second["counts"]["unchanged"]) == (1, 39)
+    assert memory(db_url, uid(5))["title"] == "T5"
+    rows(
         db_url,
-        "SELECT id, xmin::text FROM memory_items UNION ALL SELECT id, xmin::text FROM reasoning_traces ORDER BY 1",
+        "UPDATE reasoning_traces SET task_embedding = NULL"
+        " WHERE id = (SELECT min(id::text)::uuid FROM reasoning_traces) RETURNING id",
     )
-    assert after == before  # not one row rewritten
-    assert_reconciles(second)
+    third = migrate(store, target, data_dir).json()
+    messages = [m["text"] for m in third["messages"] if m["code"] == "unchanged_source"]
+    assert messages and "without a task embedding" in messages[0], third["messages"]
+    assert third["verify"]["ok"] and third["verify"]["traces"]["no_embedding"] == 0
+    fourth = migrate(store, target, data_dir).json()
+    assert "write" not in fourth["timings_s"] and fourth["verify"]["ok"]
 
 
 def _small_store(path: Path, n: int = 40) -> Path:
