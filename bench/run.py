@@ -576,15 +576,16 @@ def why_lines(r: dict[str, Any], serial: float) -> list[str]:
         "cores busy (two torch threads encode 1.75× as fast as one), so the work beside it "
         "takes cores away from it instead of hiding under it, and the end-to-end time pays "
         "about the sum of the CPU work. During the writes the encoder runs one torch thread "
-        "(two beside a busy writer are slower than one), and the memory half of the closing "
-        "verify runs niced while the encoder has both cores, in the gaps its tokenizing "
-        f"leaves. Besides the {p['encode']:.0f} s the encoding takes alone, "
+        "(two beside a busy writer are slower than one), and the closing verify (all but "
+        "the task embeddings) runs niced, with its database backend niced too, while the "
+        f"encoder has both cores, in the gaps its tokenizing leaves. Besides the {p['encode']:.0f} s the encoding takes alone, "
         f"the run spends {beside:.0f} s, where reading, COPY and the HNSW builds alone take "
         f"{serial - p['encode']:.0f} s. The rest is the snapshot and the scan for traces "
         "before the encoder can start, normalizing and hashing every record and "
         "merging each batch with its rollback log and checkpoint (write phase "
         f"{t.get('write', 0):.0f} s, while the encoder runs beside it on one thread), and the "
-        f"trace half of the verify after the task embeddings are in ({t.get('verify', 0):.0f} s).",
+        "check that every trace has its task embedding once the encoder is done "
+        f"({t.get('verify', 0):.1f} s).",
         "",
         f"The no-op re-run ({noop:.1f} s) finds the snapshot byte-identical to the one the "
         "full run read (SHA-256 of every file, taken while copying) with the same settings, "

@@ -3,7 +3,8 @@
 While the trace tasks encode, the model process keeps about 1.75 of two cores busy (its
 tokenizing and glue run on one thread). Work that can run then, at a lower priority, takes
 those gaps rather than time from the encoder: on Linux the thread's nice value is raised
-(the others stay as they are; elsewhere it runs at normal priority).
+(the others stay as they are; elsewhere it runs at normal priority), and so is that of the
+embedded database's backend that answers its queries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ T = TypeVar("T")
 NICENESS = 10  # added to the process's own
 
 
+def lower_priority(pid: int) -> None:
+    """Raise another process's nice value too (a local database backend that does the work's
+    queries); best effort: needs the same user, or root."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(
+                os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, pid) + NICENESS)
+            )
+
+
 class Beside(Generic[T]):
     def __init__(self, work: Callable[[], T], name: str) -> None:
         self.result: T | None = None
@@ -27,12 +38,7 @@ class Beside(Generic[T]):
         self._thread.start()
 
     def _run(self, work: Callable[[], T]) -> None:
-        if sys.platform == "linux":  # a thread id is a task id only there
-            tid = threading.get_native_id()
-            with contextlib.suppress(OSError):
-                os.setpriority(
-                    os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICENESS)
-                )
+        lower_priority(threading.get_native_id())  # on Linux a thread id is a task id
         try:
             self.result = work()
         except BaseException as exc:

@@ -245,8 +245,8 @@ class Migration:
         elif helper.error is not None:
             self.ctx.log(
                 "info",
-                f"checking the memories beside the encoder failed ({helper.error});"
-                " they are checked after it instead",
+                f"checking the target beside the encoder failed ({helper.error});"
+                " it is checked after the encoder instead",
                 code="verify_beside_failed",
             )
         return result

@@ -342,7 +342,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             after = migration.after_write(
                 fp,
                 with_deletes=cfg.migration.delete_missing and records is None,
-                beside=None if opts.deep else verify_memories_beside(migration, transport),
+                beside=None if opts.deep else verify_beside_encoder(migration, transport),
             )
         except Interrupted:
             _mark(transport, ctx.run_id, "interrupted")
@@ -350,7 +350,8 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         if after.beside is not None:
             ctx.log(
                 "info",
-                f"verified {after.beside.checked:,} memories while the task encoder ran",
+                f"verified {after.beside.checked:,} memories and "
+                f"{after.beside.traces['checked']:,} traces while the task encoder ran",
                 code="verify_beside",
             )
         if after.deleted is not None:
@@ -376,7 +377,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
                 trace_content_ids=(
                     None if opts.deep else migration.written_ids("reasoning_traces")
                 ),
-                memories=after.beside,
+                beside=after.beside,
             ),
         )
         report["verify"] = verify.as_dict(strict_extra=cfg.migration.delete_missing)
@@ -409,35 +410,48 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
         session.close()
 
 
-def verify_memories_beside(
+def verify_beside_encoder(
     migration: Migration, transport: Transport
 ) -> Callable[[], VerifyResult] | None:
-    """The memory half of the closing verify, to run while the task encoder works (nothing
-    changes a memory row after the writes), with a connection and a reading of the expected
-    rows of its own. None when this run's reading does not cover every accepted record."""
+    """The closing verify but the task embeddings, to run while the task encoder fills them,
+    with a connection, a reading of the expected rows and a trace index of its own. None
+    when this run's reading does not cover every accepted record."""
+    from rbmigrate.engine.beside import lower_priority
     from rbmigrate.engine.expected import ExpectedRows
-    from rbmigrate.engine.verify import RUN_READING, VerifyResult, verify_memories
+    from rbmigrate.engine.traceindex import TraceIndex
+    from rbmigrate.engine.verify import RUN_READING, VerifyResult, verify_beside
+    from rbmigrate.target.postgres import PostgresStore
 
     if not migration.expected_complete():
         return None
-    content_ids = migration.written_ids()  # on this thread: the writer's connection
+    session = migration.session
+    # on this thread: the writer's connection
+    content_ids = migration.written_ids()
+    trace_content_ids = migration.written_ids("reasoning_traces")
 
     def work() -> VerifyResult:
         store = transport.open_store()
+        if isinstance(store, PostgresStore) and store.resolved.kind == "embedded":
+            row = store.conn.execute("SELECT pg_backend_pid()").fetchone()
+            if row:
+                lower_priority(int(row[0]))  # a backend of our own server, on this machine
         expected = ExpectedRows(migration.expected.path)
+        index = TraceIndex(session.index.path)
         try:
             result = VerifyResult(source=RUN_READING)
-            verify_memories(
-                migration.session,
+            verify_beside(
+                session,
                 store,
                 result,
                 reembed=migration.cfg.migration.reembed_missing,
                 expected=expected,
+                index=index,
                 content_ids=content_ids,
-                progress=False,
+                trace_content_ids=trace_content_ids,
             )
             return result
         finally:
+            index.close()
             expected.close()
             store.close()
 

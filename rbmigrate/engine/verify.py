@@ -24,6 +24,7 @@ import numpy as np
 from rbmigrate.engine.expected import ExpectedRows
 from rbmigrate.engine.prepare import prepare_batch
 from rbmigrate.engine.session import Session
+from rbmigrate.engine.traceindex import TraceIndex
 from rbmigrate.records.hashing import memory_hash, trace_hash
 from rbmigrate.records.model import MemoryRow
 from rbmigrate.target.readback import memory_from_row, trace_from_row
@@ -122,24 +123,25 @@ def run_verify(
     expected: ExpectedRows | None = None,
     content_ids: set[Any] | None = None,
     trace_content_ids: set[UUID] | None = None,
-    memories: VerifyResult | None = None,
+    beside: VerifyResult | None = None,
 ) -> VerifyResult:
     """`content_ids` / `trace_content_ids`: memory / trace rows whose content is hashed again
     (None: every row); the others are checked by their stored hash (the verify closing a
-    run re-hashes what the run wrote). `memories`: the memory half, already checked (by
-    verify_memories, while the task encoder ran); only the traces are left."""
+    run re-hashes what the run wrote). `beside`: what verify_beside checked while the task
+    encoder ran (every memory, every trace but its task embedding); only the embeddings are
+    left."""
     ctx = session.ctx
     use_cache = expected is not None and not deep
     result = (
-        copy.deepcopy(memories)
-        if memories is not None
+        copy.deepcopy(beside)
+        if beside is not None
         else VerifyResult(deep=deep, source=RUN_READING if use_cache else "snapshot")
     )
     if not use_cache:
         session.scan()
     total = sum(c.count for c in session.selected)
     with ctx.phase("verify", total=total) as counter:
-        if memories is None:
+        if beside is None:
             verify_memories(
                 session,
                 store,
@@ -148,9 +150,36 @@ def run_verify(
                 expected=expected if use_cache else None,
                 content_ids=content_ids,
             )
-        _verify_traces(session, store, ctx.cfg.embedding.model, result, trace_content_ids)
+            verify_traces(session, store, result, trace_content_ids)
+        else:
+            count_missing_embeddings(session, store, result)
         counter[0] = result.checked
     return result
+
+
+def verify_beside(
+    session: Session,
+    store: TargetStore,
+    result: VerifyResult,
+    *,
+    reembed: bool,
+    expected: ExpectedRows,
+    index: TraceIndex,
+    content_ids: set[Any] | None,
+    trace_content_ids: set[UUID] | None,
+) -> None:
+    """The closing verify but the task embeddings, while the encoder fills them: nothing
+    else changes a row after the writes. With a connection and readers of its own."""
+    verify_memories(
+        session,
+        store,
+        result,
+        reembed=reembed,
+        expected=expected,
+        content_ids=content_ids,
+        progress=False,
+    )
+    verify_traces(session, store, result, trace_content_ids, index=index, embeddings=False)
 
 
 def verify_memories(
@@ -223,16 +252,20 @@ def verify_memories(
         result.extra += max(0, store.count_memories(coll.name) - seen)
 
 
-def _verify_traces(
+def verify_traces(
     session: Session,
     store: TargetStore,
-    model: str,
     result: VerifyResult,
     content_ids: set[UUID] | None,
+    *,
+    index: TraceIndex | None = None,
+    embeddings: bool = True,
 ) -> None:
-    """Every trace an accepted memory refers to must be in the target with its hash."""
+    """Every trace an accepted memory refers to must be in the target with its hash (and,
+    with `embeddings`, its task embedding)."""
+    model = session.ctx.cfg.embedding.model
     names = [c.name for c in session.selected]
-    for page in session.index.iter_summaries():
+    for page in (index or session.index).iter_summaries():
         needed = store.referenced_among(names, [s[0] for s in page])
         wanted = [(tid, h) for tid, h, memories, _task in page if tid in needed or memories == 0]
         if not wanted:
@@ -258,5 +291,20 @@ def _verify_traces(
             if stored != want or (back is not None and trace_hash(back, model) != want):
                 result.traces["mismatched"] += 1
                 result.note("trace_mismatched", str(tid))
-            if not has_embedding:
+            if embeddings and not has_embedding:
                 result.traces["no_embedding"] += 1
+
+
+def count_missing_embeddings(session: Session, store: TargetStore, result: VerifyResult) -> None:
+    """The traces a memory refers to that still lack a task embedding (after the fill)."""
+    names = [c.name for c in session.selected]
+    for page in session.index.iter_summaries():
+        states = store.trace_states([s[0] for s in page])
+        lacking = {
+            tid: memories for tid, _h, memories, _task in page if not states.get(tid, ("", True))[1]
+        }
+        if lacking:
+            needed = store.referenced_among(names, list(lacking))
+            result.traces["no_embedding"] += sum(
+                1 for tid, memories in lacking.items() if tid in needed or memories == 0
+            )

@@ -85,13 +85,19 @@ def test_every_rule_lands_as_specified(cases_store, target, data_dir):
     report = res.json()
     assert_reconciles(report)
     assert report["verify"]["ok"] and report["verify"]["checked"] == report["counts"]["inserted"]
-    # directly, the memory half of verify runs while the task encoder works
+    # directly, verify runs while the task encoder works (all but the task embeddings)
     beside = [m["text"] for m in report["messages"] if "while the task encoder ran" in m["text"]]
+    traces = report["verify"]["traces"]["checked"]
     assert beside == (
         []
         if target.rest
-        else [f"verified {report['counts']['inserted']} memories while the task encoder ran"]
+        else [
+            f"verified {report['counts']['inserted']} memories and {traces} traces while the"
+            " task encoder ran"
+        ]
     )
+    assert traces == report["counts"]["traces_inserted"] > 0
+    assert report["verify"]["traces"]["no_embedding"] == 0
     assert report["rejects_by_code"] == {
         "invalid_outcome": 1,
         "non_finite_embedding": 1,
@@ -449,3 +455,36 @@ def test_verify_catches_a_tampered_row(tmp_path, target, data_dir):
 
 def test_uuid_helper_matches_stdlib():
     assert uuid5(NAMESPACE, "x/y") == UUID(str(uuid5(NAMESPACE, "x/y")))
+
+
+def test_closing_verify_counts_traces_left_without_embedding(tmp_path, db_url, data_dir):
+    """The verify beside the encoder leaves the task embeddings to the end: a trace the fill
+    left without one is counted there, and only there."""
+    from rbmigrate.config import load
+    from rbmigrate.engine.context import RunContext
+    from rbmigrate.engine.session import Session
+    from rbmigrate.engine.verify import VerifyResult, run_verify
+
+    store = _small_store(tmp_path / "s")
+    assert run_cli(["--headless", "migrate", "--chroma-path", str(store), "--db-url", db_url],
+                   data_dir).code == 0  # fmt: skip
+    rows(db_url, "UPDATE reasoning_traces SET task_embedding = NULL WHERE id = %s RETURNING id", T1)
+    cfg = load(
+        environ={},
+        overrides={
+            "source": {"chroma_path": str(store)},
+            "target": {"db_url": db_url},
+            "run": {"data_dir": str(data_dir)},
+        },
+    )
+    session = Session.open(RunContext.create(cfg, "verify"))
+    try:
+        session.scan()
+        assert session.store is not None
+        beside = VerifyResult(checked=40)
+        beside.traces["checked"] = 21
+        result = run_verify(session, session.store, beside=beside)
+    finally:
+        session.close()
+    assert result.checked == 40 and result.traces["checked"] == 21
+    assert result.traces["no_embedding"] == 1
