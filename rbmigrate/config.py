@@ -89,6 +89,11 @@ class EmbeddingConfig:
     model: str = _f(DEFAULT_MODEL, "sentence-transformers model name or local path.")
     device: str = _f("cpu", "Torch device for the model.")
     encode_batch_size: int = _f(64, "Texts per encode call.")
+    processes: int = _f(
+        0,
+        "Model processes that encode trace tasks side by side, one torch thread each on a "
+        "machine with as many cores; 0: one per core, at most 4 (each holds about 500 MB).",
+    )
 
 
 @dataclass
@@ -439,6 +444,11 @@ def validate(cfg: Config) -> None:
         )
     if cfg.embedding.encode_batch_size < 1:
         raise ConfigError(f"{where}: [embedding] encode_batch_size must be at least 1.")
+    if cfg.embedding.processes < 0:
+        raise ConfigError(
+            f"{where}: [embedding] processes must be 0 (one per core) or more; "
+            f"got {cfg.embedding.processes}."
+        )
 
 
 def load(

@@ -95,11 +95,12 @@ class Embedder:
     """One loaded model; encode() returns float32 unit vectors."""
 
     def __init__(
-        self, name: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64
+        self, name: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64, threads: int = 0
     ) -> None:
         self.name = name
         self.device = device
         self.batch_size = batch_size
+        self.threads = threads  # torch's thread count; 0: its default, one per core
         self._model: Any = None
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()  # one forward pass at a time; torch uses the cores
@@ -119,6 +120,10 @@ class Embedder:
                 try:
                     from sentence_transformers import SentenceTransformer
 
+                    if self.threads:
+                        import torch
+
+                        torch.set_num_threads(self.threads)
                     self._model = SentenceTransformer(location, device=self.device)
                 except Exception as exc:
                     raise EmbeddingError(

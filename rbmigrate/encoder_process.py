@@ -14,9 +14,9 @@ migration alone, which then stops the child itself.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +26,6 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from rbmigrate.config import Config
 from rbmigrate.embeddings import EmbeddingError, check_dimension
 from rbmigrate.frames import read_frame, write_frame
 
@@ -34,10 +33,13 @@ from rbmigrate.frames import read_frame, write_frame
 class EncoderProcess:
     """Same encode()/dimension/check_dimension as Embedder, computed in a child process."""
 
-    def __init__(self, name: str, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, name: str, device: str = "cpu", batch_size: int = 64, *, threads: int = 0
+    ) -> None:
         self.name = name
         self.device = device
         self.batch_size = batch_size
+        self.threads = threads  # torch threads in the child; 0: one per core
         self._lock = threading.Lock()  # one request and its answer at a time
         self._write_lock = threading.Lock()  # one frame at a time on the child's stdin
         self._busy = False  # other work needs a core (share_cores)
@@ -53,16 +55,27 @@ class EncoderProcess:
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child
             argv = [sys.executable, "-m", "rbmigrate.encoder_worker", self.name, self.device]
             self._proc = subprocess.Popen(
-                [*argv, str(self.batch_size)],
+                [*argv, str(self.batch_size), str(self.threads)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
                 start_new_session=True,
+                env=self._environment(),
             )
             with self._write_lock:
                 if self._busy:
                     self._send_cores()
         return self._proc
+
+    def _environment(self) -> dict[str, str]:
+        """A fixed thread count holds for every thread pool in the child, the tokenizer's too:
+        a pool child that starts a second thread only makes its neighbours wait."""
+        env = dict(os.environ)
+        if self.threads:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+            if self.threads == 1:
+                env["TOKENIZERS_PARALLELISM"] = "false"
+        return env
 
     def _receive(self) -> tuple[bytes, bytes]:
         assert self._proc is not None and self._proc.stdout is not None
@@ -171,26 +184,3 @@ class EncoderProcess:
         for stream in (self._proc.stdout, self._stderr):
             if stream is not None:
                 stream.close()
-
-
-_shared: dict[tuple[str, str, int], EncoderProcess] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_encoder_process(cfg: Config) -> EncoderProcess:
-    """One child per model per process: the wizard and the tests run many migrations, and
-    each start costs seconds of model loading."""
-    key = (cfg.embedding.model, cfg.embedding.device, cfg.embedding.encode_batch_size)
-    with _shared_lock:
-        got = _shared.get(key)
-        if got is None or not got.alive():
-            if got is not None:
-                got.close()
-            got = _shared[key] = EncoderProcess(*key)
-        return got
-
-
-@atexit.register
-def _close_shared() -> None:
-    for encoder in _shared.values():
-        encoder.close()

@@ -1,4 +1,5 @@
-"""The child side of encoder_process: `python -m rbmigrate.encoder_worker MODEL DEVICE BATCH`.
+"""The child side of encoder_process: `python -m rbmigrate.encoder_worker MODEL DEVICE BATCH
+THREADS` (THREADS 0: torch's default, one per core).
 
 Loads the model, answers R{dimension}, then for each T[texts] frame answers the float32
 vectors (or E{message}); a C frame (b"1" busy, b"0" idle) sets how many cores it may use and
@@ -21,10 +22,10 @@ def describe(exc: BaseException) -> bytes:
     return json.dumps(exc.as_dict()).encode()
 
 
-def serve(name: str, device: str, batch_size: int) -> int:
+def serve(name: str, device: str, batch_size: int, threads: int = 0) -> int:
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the parent's pipe
-    embedder = Embedder(name, device, batch_size)
+    embedder = Embedder(name, device, batch_size, threads=threads)
     try:
         write_frame(out, b"R", json.dumps({"dimension": embedder.dimension}).encode())
     except BrokenPipeError:
@@ -51,4 +52,4 @@ def serve(name: str, device: str, batch_size: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

@@ -301,7 +301,7 @@ def register(
 
 
 def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) -> ExitCode:
-    from rbmigrate.encoder_process import shared_encoder_process
+    from rbmigrate.encoder_pool import shared_encoder_pool
     from rbmigrate.engine.rejects import read_rejects
     from rbmigrate.engine.unchanged import save_reading, verify_unchanged
     from rbmigrate.engine.verify import run_verify
@@ -327,7 +327,7 @@ def migrate_flow(ctx: RunContext, report: dict[str, Any], opts: MigrateOptions) 
             code = verify_unchanged(ctx, report, opts, opened)
             if code is not None:
                 return code
-        encoder = shared_encoder_process(cfg)
+        encoder = shared_encoder_pool(cfg)
         if isinstance(store, PostgresStore) and not store.has_task_embeddings():
             # an initial load encodes every task: the model loads while the source is scanned
             encoder.start()
