@@ -313,6 +313,7 @@ class Migration:
             self.cfg.target.schema,
             self.session.index.path,
             self.ctx.control.cancel,
+            local_server=self.direct.resolved.kind == "embedded",
         )
         self.fill.start_encoding()
 

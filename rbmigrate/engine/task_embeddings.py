@@ -17,8 +17,9 @@ import pickle
 import queue
 import tempfile
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,13 @@ import psycopg
 from psycopg import sql
 
 from rbmigrate.embeddings import TextEncoder
+from rbmigrate.encoder_pool import EncoderPool
+from rbmigrate.engine.beside import lower_priority
 from rbmigrate.engine.traceindex import TraceIndex
 from rbmigrate.errors import TargetConnectionError
 from rbmigrate.target.connection import connect
 
 CHUNK = 2048
-CALL = 512  # tasks per encode() call: a change of share_cores() waits at most one call
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30, 30, 30)
 
 
@@ -43,7 +45,6 @@ class FillStats:
     needed: int = 0
     encoded: int = 0
     updated: int = 0
-    encode_s: float = 0.0
     errors: list[BaseException] = field(default_factory=list)
 
 
@@ -69,6 +70,18 @@ def traces_needing_embeddings(index: TraceIndex, conn: Any, schema: str) -> Iter
         ]
 
 
+def submit(encoder: TextEncoder, texts: list[str]) -> Future[Any]:
+    """The pool queues texts without waiting; any other encoder answers at once."""
+    if isinstance(encoder, EncoderPool):
+        return encoder.submit(texts)
+    done: Future[Any] = Future()
+    try:
+        done.set_result(encoder.encode(texts))
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
+
+
 def shortest_first(task: str) -> tuple[int, str]:
     """Encoding order (TraceIndex.to_embed sorts so in SQL): equal tasks side by side, texts
     of a length together (little padding per batch)."""
@@ -84,8 +97,11 @@ class TaskEmbeddingFill:
         schema: str,
         index_path: Path,
         cancel: threading.Event,
+        *,
+        local_server: bool = False,
     ) -> None:
         self.embedder = embedder
+        self.local_server = local_server  # the database runs on this machine: nice its backend
         self.dimension = dimension
         self.dsn = dsn
         self.schema = schema
@@ -148,26 +164,62 @@ class TaskEmbeddingFill:
             if not self.stats.needed:
                 return
             self.embedder.check_dimension(self.dimension, "the target")
-            cache: dict[str, np.ndarray] = {}
-            for chunk in index.to_embed(CHUNK):
-                if self._stop.is_set() or self.cancel.is_set():
-                    break
-                texts = [t for t in dict.fromkeys(task for _i, task in chunk) if t not in cache]
-                began = time.monotonic()
-                vectors: list[Any] = []
-                for at in range(0, len(texts), CALL):
-                    vectors.extend(self.embedder.encode(texts[at : at + CALL]))
-                self.stats.encode_s += time.monotonic() - began
-                self.stats.encoded += len(texts)
-                fresh = dict(zip(texts, vectors, strict=True))
-                item = [(tid, task, fresh.get(task, cache.get(task))) for tid, task in chunk]
-                cache = fresh  # equal tasks are adjacent; memory stays one chunk
+            for item in self._encoded(index.to_embed(CHUNK)):
                 self.chunks.put(self._to_spool(item))
         except BaseException as exc:
             self.stats.errors.append(exc)
         finally:
             index.close()
             self.chunks.put(None)
+
+    def _encoded(
+        self, chunks: Iterator[list[tuple[UUID, str]]]
+    ) -> Iterator[list[tuple[UUID, str, Any]]]:
+        """Each chunk with its vectors, in order. The next chunk is queued before the last
+        piece of one is done, so no model process idles at the seam. Equal tasks are
+        adjacent (shortest_first): a task is encoded once even across a seam, and memory
+        stays two chunks."""
+        waiting: deque[tuple[list[tuple[UUID, str]], list[str], Future[Any]]] = deque()
+        queued: set[str] = set()  # the tasks of the chunk queued last
+        known: dict[str, Any] = {}  # the vectors of the chunk handed out last
+        try:
+            for chunk in chunks:
+                if self._stop.is_set() or self.cancel.is_set():
+                    return
+                tasks = dict.fromkeys(task for _tid, task in chunk)
+                texts = [t for t in tasks if t not in queued]
+                queued = set(tasks)
+                waiting.append((chunk, texts, submit(self.embedder, texts)))
+                self.stats.encoded += len(texts)
+                if len(waiting) > 1:
+                    chunk, texts, future = waiting.popleft()
+                    known = self._with_vectors(chunk, texts, self._wait(future), known)
+                    yield [(tid, task, known[task]) for tid, task in chunk]
+            while waiting and not (self._stop.is_set() or self.cancel.is_set()):
+                chunk, texts, future = waiting.popleft()
+                known = self._with_vectors(chunk, texts, self._wait(future), known)
+                yield [(tid, task, known[task]) for tid, task in chunk]
+        finally:
+            for _chunk, _texts, future in waiting:
+                future.cancel()
+
+    def _wait(self, future: Future[Any]) -> Any:
+        """A chunk's vectors; a stop cancels what no model process has taken yet."""
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except TimeoutError:
+                if self._stop.is_set() or self.cancel.is_set():
+                    future.cancel()
+                    raise InterruptedError("stopped") from None
+
+    @staticmethod
+    def _with_vectors(
+        chunk: list[tuple[UUID, str]], texts: list[str], vectors: Any, known: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Every task of `chunk` with its vector: fresh, or from the chunk before."""
+        fresh = dict(zip(texts, vectors, strict=True))
+        return {task: fresh[task] if task in fresh else known[task] for _tid, task in chunk}
 
     def _to_spool(self, item: list[tuple[UUID, str, Any]]) -> tuple[int, int]:
         """Our own bytes read back by our own process: pickle is safe here."""
@@ -192,6 +244,9 @@ class TaskEmbeddingFill:
         self._updater.start()
 
     def _update(self) -> None:
+        """Niced, with its backend if that is local: the updates keep up with the encoder
+        in the gaps it leaves on the cores instead of taking turns with it."""
+        lower_priority(threading.get_native_id())
         conn = None
         try:
             while True:
@@ -219,6 +274,11 @@ class TaskEmbeddingFill:
             try:
                 if conn is None:
                     conn = connect(self.dsn, schema=self.schema)
+                    if self.local_server:
+                        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+                        conn.commit()
+                        if row:
+                            lower_priority(int(row[0]))
                 with conn.transaction():
                     conn.execute(
                         "CREATE TEMP TABLE IF NOT EXISTS rbm_task_vectors (id uuid, task text, v vector)"

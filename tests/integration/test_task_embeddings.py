@@ -11,7 +11,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from rbmigrate.embeddings import Embedder
-from rbmigrate.encoder_process import EncoderProcess
+from rbmigrate.encoder_pool import EncoderPool
 from rbmigrate.engine import task_embeddings
 from rbmigrate.engine.task_embeddings import TaskEmbeddingFill
 from tests.support.cli import run_cli
@@ -33,14 +33,15 @@ def test_the_encoder_does_not_wait_for_the_writes(
 ) -> None:
     """Encoded chunks wait on disk, not in a bounded queue: with chunks of two tasks, all
     of them are encoded before the updater starts (an in-memory queue held four), and the
-    vectors read back from the spool are the ones a whole run stores."""
+    vectors read back from the spool are the ones a whole run stores. Three traces share a
+    task, so equal tasks meet across the seams of chunks: each is encoded once."""
     recs = [
         (
             f"00000000-0000-4000-8000-{i:012d}",
             f"T{i}\nD\nC",
             rb_metadata(
                 trace_id=f"10000000-0000-4000-8000-{i:012d}",
-                task=f"task number {i}: {'fix the build ' * (i % 4)}",
+                task=f"task number {i // 3}: {'fix the build ' * (i // 3 % 4)}",
                 item=item(f"00000000-0000-4000-8000-{i:012d}"),
             ),
             None,
@@ -59,14 +60,14 @@ def test_the_encoder_does_not_wait_for_the_writes(
         conn.execute("UPDATE reasoning_traces SET task_embedding = NULL")
 
     monkeypatch.setattr(task_embeddings, "CHUNK", 2)
-    encoder = EncoderProcess(MODEL)
+    encoder = EncoderPool(MODEL, processes=2)
     index = Path(res.json()["run_dir"]) / "traces.sqlite"
     fill = TaskEmbeddingFill(encoder, 384, db_url, "public", index, threading.Event())
     try:
         fill.start_encoding()
         fill._encoder.join(300)
         assert not fill._encoder.is_alive(), "the encoder waited for the updater"
-        assert fill.stats.needed == fill.stats.encoded == 24
+        assert fill.stats.needed == 24 and fill.stats.encoded == 8
         assert fill.chunks.qsize() == 12 + 1  # every chunk, and the end
         fill.start_updating()
         stats = fill.join()
