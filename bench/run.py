@@ -256,23 +256,37 @@ def part_copy_and_index(
     return copy_s, index_s
 
 
-def part_encode(tasks: list[str]) -> tuple[float, dict[str, Any]]:
+def part_encode(tasks: list[str], *, single: bool = False) -> tuple[float, dict[str, Any]]:
     """The fastest way found to encode the tasks alone, which is also how the migration
-    does it: shortest first (less padding), in chunks, in a process of the model's own.
-    One in-process encode of the unsorted list took 154-166 s for 50,048 tasks, this 138 s."""
+    does it: shortest first (less padding), in chunks, in one-thread model processes side by
+    side (EncoderPool). `single`: for reference, one model process with a torch thread per
+    core, the way rbmigrate encoded before the pool."""
     from rbmigrate.config import DEFAULT_MODEL
+    from rbmigrate.encoder_pool import EncoderPool
     from rbmigrate.encoder_process import EncoderProcess
     from rbmigrate.engine.task_embeddings import CHUNK, shortest_first
 
-    encoder = EncoderProcess(DEFAULT_MODEL)
-    try:
-        encoder.encode(["warm up"])
-        ordered = sorted(tasks, key=shortest_first)
-        start = time.monotonic()
-        vectors = [encoder.encode(ordered[i : i + CHUNK]) for i in range(0, len(ordered), CHUNK)]
-        spent = time.monotonic() - start
-    finally:
-        encoder.close()
+    ordered = sorted(tasks, key=shortest_first)
+    chunks = [ordered[i : i + CHUNK] for i in range(0, len(ordered), CHUNK)]
+    if single:
+        encoder = EncoderProcess(DEFAULT_MODEL)
+        try:
+            encoder.encode(["warm up"])
+            start = time.monotonic()
+            vectors = [encoder.encode(chunk) for chunk in chunks]
+            spent = time.monotonic() - start
+        finally:
+            encoder.close()
+    else:
+        pool = EncoderPool(DEFAULT_MODEL)
+        try:
+            pool.encode(["warm up"] * 2 * pool.batch_size)  # every child loaded
+            start = time.monotonic()
+            futures = [pool.submit(chunk) for chunk in chunks]
+            vectors = [f.result() for f in futures]
+            spent = time.monotonic() - start
+        finally:
+            pool.close()
     flat = [v for chunk in vectors for v in chunk]
     return spent, dict(zip(ordered, flat, strict=True))
 
@@ -457,7 +471,9 @@ def main() -> int:
     print("    encoding the tasks alone, after the end-to-end run …")
     _read_s, records = part_read(store)
     encode_after, task_vectors = part_encode(rows_for_copy(records)[2])
-    del records
+    print("    for reference: the tasks in one model process of a thread per core …")
+    encode_single, _vectors = part_encode(rows_for_copy(records)[2], single=True)
+    del records, _vectors
 
     print("3/6 no-op re-run …")
     sec, rss, rep, rc, main_rss = sh_rbmigrate(
@@ -507,6 +523,7 @@ def main() -> int:
         "encode": encode_s,
         "encode_before": encode_before,
         "encode_after": encode_after,
+        "encode_single": encode_single,
         "tasks": len(tasks),
         "memories": len(memories),
         "traces": len(traces),
@@ -573,17 +590,19 @@ def why_lines(r: dict[str, Any], serial: float) -> list[str]:
     beside = full - p["encode"]
     return [
         "Where the time beyond the parts goes (2 cores): encoding the tasks alone keeps both "
-        "cores busy (two torch threads encode 1.75× as fast as one), so the work beside it "
-        "takes cores away from it instead of hiding under it, and the end-to-end time pays "
-        "about the sum of the CPU work. During the writes the encoder runs one torch thread "
-        "(two beside a busy writer are slower than one), and the closing verify (all but "
-        "the task embeddings) runs niced, with its database backend niced too, while the "
-        f"encoder has both cores, in the gaps its tokenizing leaves. Besides the {p['encode']:.0f} s the encoding takes alone, "
+        "cores busy (one single-thread model process per core; one process with a torch "
+        f"thread per core took {p.get('encode_single', p['encode']):.0f} s for the same tasks), "
+        "so the work beside it takes cores away from it instead of hiding under it, and the "
+        "end-to-end time pays about the sum of the CPU work. During the writes one model "
+        "process fewer takes work (the writer has its core), and the closing verify (all but "
+        "the task embeddings) and the filling of the vectors into the trace rows run niced, "
+        "with their database backends niced too, in the gaps the encoder leaves. Besides the "
+        f"{p['encode']:.0f} s the encoding takes alone, "
         f"the run spends {beside:.0f} s, where reading, COPY and the HNSW builds alone take "
         f"{serial - p['encode']:.0f} s. The rest is the snapshot and the scan for traces "
         "before the encoder can start, normalizing and hashing every record and "
         "merging each batch with its rollback log and checkpoint (write phase "
-        f"{t.get('write', 0):.0f} s, while the encoder runs beside it on one thread), and the "
+        f"{t.get('write', 0):.0f} s, with one model process encoding beside it), and the "
         "check that every trace has its task embedding once the encoder is done "
         f"({t.get('verify', 0):.1f} s).",
         "",
@@ -627,6 +646,13 @@ def write_results(r: dict[str, Any], out: Path) -> None:
         f"| — the two HNSW builds | {p['hnsw']:.1f} | |",
         f"| — encoding {p['tasks']:,} distinct tasks (mean of {p.get('encode_before', p['encode']):.1f} s just before the end-to-end run and {p.get('encode_after', p['encode']):.1f} s just after) | {p['encode']:.1f} | |",
         f"| for reference: the same read with chromadb `get(limit, offset)` | {p['read_chromadb_get']:.1f} | |",
+        *(
+            [
+                f"| for reference: the same encoding in one model process with a torch thread per core (before the pool) | {p['encode_single']:.1f} | pool / one process = {p['encode_after'] / p['encode_single']:.2f} |"
+            ]
+            if "encode_single" in p
+            else []
+        ),
         f"| the upstream way (one embed + one INSERT per item, indexed tables), extrapolated from {r['upstream']['sample_records']} records | {r['upstream']['extrapolated_seconds']:.0f} | upstream / rbmigrate = **{r['upstream']['extrapolated_seconds'] / full:.1f}×** (target ≥ 5) |",
         f"| no-op re-run (unchanged source: the target checked against the full run's reading) | {r['noop']['seconds']:.1f} | re-run / full = **{r['noop']['seconds'] / full:.2f}** (target ≤ 0.10) |",
         f"| no-op re-run that reads every record (that reading removed) | {r['noop_read']['seconds']:.1f} | {r['noop_read']['seconds'] / full:.2f} |",

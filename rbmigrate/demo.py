@@ -25,6 +25,7 @@ MARKER = ".rbmigrate-demo"
 COLLECTION = "reasoning_memories"
 WORKSPACES = ("a1b2c3d4e5f60718", "0f1e2d3c4b5a6978", "9988776655443322")
 CHUNK = 2000
+POOL_FROM = 5000  # records from which the model processes pay back their loading
 
 DOMAINS: dict[str, dict[str, list[str]]] = {
     "python_debugging": {
@@ -297,19 +298,46 @@ def write_demo(
     """
     import time
 
-    import chromadb
-    from chromadb.config import Settings
-
     if records < 1:
         raise ConfigError("--records must be at least 1.")
     if space not in ("l2", "ip", "cosine"):
         raise ConfigError(f"unknown distance space {space!r}.", hint="use l2, ip or cosine.")
     started = time.monotonic()
     prepare_directory(path, force)
+    pool = None
     if encode is None and embeddings == "real":
-        from rbmigrate.embeddings import Embedder
+        if records >= POOL_FROM:
+            from rbmigrate.config import DEFAULT_MODEL
+            from rbmigrate.encoder_pool import EncoderPool
 
-        encode = Embedder().encode
+            pool = EncoderPool(DEFAULT_MODEL)
+            encode = pool.encode
+        else:
+            from rbmigrate.embeddings import Embedder
+
+            encode = Embedder().encode
+    try:
+        return _write(path, records, seed, embeddings, space, encode, progress, started)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _write(
+    path: Path,
+    records: int,
+    seed: int,
+    embeddings: str,
+    space: str,
+    encode: Callable[[list[str]], np.ndarray] | None,
+    progress: Callable[[int, int], None] | None,
+    started: float,
+) -> DemoResult:
+    import time
+
+    import chromadb
+    from chromadb.config import Settings
+
     rng = np.random.default_rng(seed)
     client = chromadb.PersistentClient(
         path=str(path), settings=Settings(anonymized_telemetry=False)
