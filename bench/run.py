@@ -703,9 +703,10 @@ def write_results(r: dict[str, Any], out: Path) -> None:
     lines += [
         "",
         "Peak RSS is sampled every 0.2 s over rbmigrate and its child processes together (not "
-        "the PostgreSQL server); the two peaks need not fall at the same moment. About 600 MB of "
-        "the end-to-end figure is the encoder process: PyTorch and the all-MiniLM-L6-v2 model, "
-        "loaded once to embed trace tasks; it does not grow with the store. The read-ahead "
+        "the PostgreSQL server); the two peaks need not fall at the same moment. About 1,000 MB of "
+        "the end-to-end figure is the encoder pool: two model processes (one per core) of "
+        "about 500 MB each, PyTorch and all-MiniLM-L6-v2, loaded once to embed trace tasks; it "
+        "does not grow with the store. The read-ahead "
         "process holds one page of records.",
         "",
     ]
