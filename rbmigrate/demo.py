@@ -298,6 +298,9 @@ def write_demo(
     """
     import time
 
+    import chromadb
+    from chromadb.config import Settings
+
     if records < 1:
         raise ConfigError("--records must be at least 1.")
     if space not in ("l2", "ip", "cosine"):
@@ -316,28 +319,6 @@ def write_demo(
             from rbmigrate.embeddings import Embedder
 
             encode = Embedder().encode
-    try:
-        return _write(path, records, seed, embeddings, space, encode, progress, started)
-    finally:
-        if pool is not None:
-            pool.close()
-
-
-def _write(
-    path: Path,
-    records: int,
-    seed: int,
-    embeddings: str,
-    space: str,
-    encode: Callable[[list[str]], np.ndarray] | None,
-    progress: Callable[[int, int], None] | None,
-    started: float,
-) -> DemoResult:
-    import time
-
-    import chromadb
-    from chromadb.config import Settings
-
     rng = np.random.default_rng(seed)
     client = chromadb.PersistentClient(
         path=str(path), settings=Settings(anonymized_telemetry=False)
@@ -370,13 +351,17 @@ def _write(
         if progress:
             progress(written, records)
 
-    for rec in generate(records, seed):
-        traces.add(rec[2]["trace_id"])
-        chunk.append(rec)
-        if len(chunk) >= CHUNK:
+    try:
+        for rec in generate(records, seed):
+            traces.add(rec[2]["trace_id"])
+            chunk.append(rec)
+            if len(chunk) >= CHUNK:
+                flush()
+        if chunk:
             flush()
-    if chunk:
-        flush()
+    finally:
+        if pool is not None:
+            pool.close()
     (path / MARKER).write_text(f"records={records} seed={seed} embeddings={embeddings}\n")
     client.clear_system_cache()
     return DemoResult(path, written, len(traces), time.monotonic() - started)

@@ -182,26 +182,31 @@ class TaskEmbeddingFill:
         waiting: deque[tuple[list[tuple[UUID, str]], list[str], Future[Any]]] = deque()
         queued: set[str] = set()  # the tasks of the chunk queued last
         known: dict[str, Any] = {}  # the vectors of the chunk handed out last
+
+        def hand_out(keep: int) -> Iterator[list[tuple[UUID, str, Any]]]:
+            nonlocal known
+            while len(waiting) > keep and not self._stopped():
+                chunk, texts, future = waiting.popleft()
+                known = self._with_vectors(chunk, texts, self._wait(future), known)
+                yield [(tid, task, known[task]) for tid, task in chunk]
+
         try:
             for chunk in chunks:
-                if self._stop.is_set() or self.cancel.is_set():
+                if self._stopped():
                     return
                 tasks = dict.fromkeys(task for _tid, task in chunk)
                 texts = [t for t in tasks if t not in queued]
                 queued = set(tasks)
                 waiting.append((chunk, texts, submit(self.embedder, texts)))
                 self.stats.encoded += len(texts)
-                if len(waiting) > 1:
-                    chunk, texts, future = waiting.popleft()
-                    known = self._with_vectors(chunk, texts, self._wait(future), known)
-                    yield [(tid, task, known[task]) for tid, task in chunk]
-            while waiting and not (self._stop.is_set() or self.cancel.is_set()):
-                chunk, texts, future = waiting.popleft()
-                known = self._with_vectors(chunk, texts, self._wait(future), known)
-                yield [(tid, task, known[task]) for tid, task in chunk]
+                yield from hand_out(keep=1)
+            yield from hand_out(keep=0)
         finally:
             for _chunk, _texts, future in waiting:
                 future.cancel()
+
+    def _stopped(self) -> bool:
+        return self._stop.is_set() or self.cancel.is_set()
 
     def _wait(self, future: Future[Any]) -> Any:
         """A chunk's vectors; a stop cancels what no model process has taken yet."""
@@ -209,7 +214,7 @@ class TaskEmbeddingFill:
             try:
                 return future.result(timeout=0.2)
             except TimeoutError:
-                if self._stop.is_set() or self.cancel.is_set():
+                if self._stopped():
                     future.cancel()
                     raise InterruptedError("stopped") from None
 
